@@ -1,0 +1,176 @@
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::MatchError;
+use super::cost::CostBuilder;
+use crate::lap::{LapSolver, Sense};
+use crate::params::ParamSet;
+use crate::perm::Permutation;
+use crate::spec::ValidatedSpec;
+
+/// Knobs of [`weight_matching`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchOptions {
+    /// Seeds the random order of permutations in each sweep; the same seed
+    /// gives the same result.
+    pub seed: u64,
+    /// Upper bound on sweeps; matching usually stops well before.
+    pub max_sweeps: usize,
+    /// Starting permutations (warm start), one per spec permutation;
+    /// identities when `None`.
+    pub init: Option<Vec<Permutation>>,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            max_sweeps: 100,
+            init: None,
+        }
+    }
+}
+
+/// What [`weight_matching`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchResult {
+    /// One permutation per spec permutation, in spec order. Applying them to
+    /// B (with [`ValidatedSpec::apply`]) aligns it to A.
+    pub perms: Vec<Permutation>,
+    /// ⟨A, π(B)⟩ over all tensors, before any sweep (with the initial
+    /// permutations).
+    pub initial_objective: f64,
+    /// The same objective after each sweep; never decreasing.
+    pub objective: Vec<f64>,
+    /// Sweeps run.
+    pub sweeps: usize,
+    /// Assignment problems solved.
+    pub solves: usize,
+    /// Solves skipped because no neighbouring permutation had changed.
+    pub skipped: usize,
+}
+
+/// Finds permutations of B's units that maximise ⟨A, π(B)⟩, by coordinate
+/// descent: each step fixes all permutations but one and solves a linear
+/// assignment problem for that one exactly.
+///
+/// Each sweep visits the permutations in a fresh random order (seeded by
+/// `options.seed`). A permutation is re-solved only if a neighbour (one
+/// sharing a tensor) changed since its last solve; otherwise its cost matrix,
+/// and so its answer, would be the same. A new permutation is adopted only
+/// if it strictly improves the objective, so ties cannot cycle. Matching
+/// stops after a sweep with no improvement, or at `options.max_sweeps`.
+///
+/// Cost matrices are computed on `device` (CPU or GPU); the assignments are
+/// solved on the CPU, warm-started from the previous sweep's prices.
+pub fn weight_matching(
+    spec: &ValidatedSpec,
+    a: &ParamSet,
+    b: &ParamSet,
+    device: &Device,
+    options: &MatchOptions,
+) -> Result<MatchResult, MatchError> {
+    for (model, set) in [a, b].into_iter().enumerate() {
+        spec.check_layout(set)
+            .map_err(|source| MatchError::Spec { model, source })?;
+        set.check_finite()
+            .map_err(|source| MatchError::Params { model, source })?;
+    }
+    let mut perms = match &options.init {
+        Some(init) => {
+            spec.check_perms(init)?;
+            init.clone()
+        }
+        None => spec.identity(),
+    };
+    let costs = CostBuilder::new(spec, a, b, device)?;
+    let mut solvers = vec![LapSolver::new(); spec.len()];
+    let mut version = vec![0u64; spec.len()];
+    let mut solved_at: Vec<Option<Vec<u64>>> = vec![None; spec.len()];
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut order: Vec<usize> = (0..spec.len()).collect();
+
+    let fixed = fixed_objective(spec, a, b);
+    let objective = |perms: &[Permutation]| -> Result<f64, MatchError> {
+        Ok(fixed + permuted_objective(spec, a, b, perms)?)
+    };
+    let initial_objective = objective(&perms)?;
+    let mut result = MatchResult {
+        perms: Vec::new(),
+        initial_objective,
+        objective: Vec::new(),
+        sweeps: 0,
+        solves: 0,
+        skipped: 0,
+    };
+    for sweep in 1..=options.max_sweeps {
+        order.shuffle(&mut rng);
+        let mut improved = false;
+        for &p in &order {
+            let seen: Vec<u64> = spec.neighbours(p).iter().map(|&q| version[q]).collect();
+            if solved_at[p].as_ref() == Some(&seen) {
+                result.skipped += 1;
+                continue;
+            }
+            let n = spec.sizes()[p];
+            let sim = costs.similarity(p, &perms)?;
+            let current: f64 = perms[p]
+                .as_slice()
+                .iter()
+                .enumerate()
+                .map(|(i, &j)| f64::from(sim[i * n + j]))
+                .sum();
+            let best = solvers[p]
+                .solve(&sim, n, Sense::Maximize)
+                .map_err(|source| MatchError::Lap {
+                    perm: spec.names()[p].clone(),
+                    source,
+                })?;
+            result.solves += 1;
+            solved_at[p] = Some(seen);
+            if best.total > current + 1e-12 * current.abs().max(1e-300) {
+                perms[p] = Permutation::from_vec(&spec.names()[p], best.row_to_col)?;
+                version[p] += 1;
+                improved = true;
+            }
+        }
+        result.sweeps = sweep;
+        result.objective.push(objective(&perms)?);
+        if !improved {
+            break;
+        }
+    }
+    result.perms = perms;
+    Ok(result)
+}
+
+/// ⟨A, B⟩ over the tensors no permutation touches: a constant of the run.
+fn fixed_objective(spec: &ValidatedSpec, a: &ParamSet, b: &ParamSet) -> f64 {
+    a.iter()
+        .filter(|(name, _)| !spec.touches(name))
+        .filter_map(|(name, t)| b.get(name).map(|u| dot(t.data(), u.data())))
+        .sum()
+}
+
+fn dot(x: &[f32], y: &[f32]) -> f64 {
+    x.iter()
+        .zip(y)
+        .map(|(&p, &q)| f64::from(p) * f64::from(q))
+        .sum()
+}
+
+/// ⟨A, π(B)⟩ over the tensors the spec permutes, in `f64`.
+fn permuted_objective(
+    spec: &ValidatedSpec,
+    a: &ParamSet,
+    b: &ParamSet,
+    perms: &[Permutation],
+) -> Result<f64, MatchError> {
+    let moved = spec.permuted_tensors(b, perms)?;
+    Ok(moved
+        .iter()
+        .map(|(pos, t)| dot(a.at(*pos).data(), t.data()))
+        .sum())
+}

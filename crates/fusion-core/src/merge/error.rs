@@ -1,0 +1,42 @@
+use crate::matching::MatchError;
+use crate::params::ParamsError;
+use crate::perm::PermError;
+use crate::spec::SpecError;
+
+/// Why a merge failed. Model indices count from 0 in the order the models
+/// were added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MergeError {
+    /// Nothing to merge.
+    #[error("no models to merge")]
+    NoModels,
+    /// A weight that is negative, NaN or infinite.
+    #[error("model {model}: weight {weight} must be a finite number >= 0")]
+    BadWeight {
+        /// Model index.
+        model: usize,
+        /// The weight given.
+        weight: f64,
+    },
+    /// Every weight is zero, so no average exists.
+    #[error("the weights sum to zero")]
+    ZeroTotalWeight,
+    /// A model whose tensors differ from the others', or hold NaN.
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+    /// The permutation spec does not fit the models.
+    #[error("spec: {0}")]
+    Spec(#[from] SpecError),
+    /// Weight matching failed.
+    #[error("model {model}: {source}")]
+    Match {
+        /// Model index.
+        model: usize,
+        /// The failure.
+        source: MatchError,
+    },
+    /// Found permutations do not fit (an internal inconsistency).
+    #[error(transparent)]
+    Perm(#[from] PermError),
+}

@@ -1,0 +1,151 @@
+//! Weight matching: planted permutations come back exactly, and the
+//! objective never decreases.
+
+mod common;
+
+use fusion_core::{ComputeBackend, Device, MatchOptions, infer_mlp_spec, weight_matching};
+
+fn planted_recovery(device: &Device) {
+    let a = common::random_mlp(&[784, 512, 512, 512, 10], 21);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let planted = common::random_perms(spec.sizes(), 22);
+    let b = spec.apply(&a, &planted).expect("apply");
+    let found = weight_matching(&spec, &a, &b, device, &MatchOptions::default()).expect("match");
+    let aligned = spec.apply(&b, &found.perms).expect("apply");
+    assert_eq!(aligned, a, "aligned B must equal A bit for bit");
+    for (f, p) in found.perms.iter().zip(&planted) {
+        assert_eq!(f, &p.inverse());
+    }
+    let last = *found.objective.last().expect("at least one sweep");
+    assert!((last - a.dot(&a)).abs() < 1e-6 * last.abs());
+}
+
+#[test]
+fn planted_permutation_is_recovered_exactly_on_cpu() {
+    planted_recovery(&ComputeBackend::Flex.device().expect("flex"));
+}
+
+#[test]
+fn ndarray_and_flex_find_the_same_permutations() {
+    let a = common::random_mlp(&[30, 24, 24, 5], 40);
+    let b = common::random_mlp(&[30, 24, 24, 5], 41);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let opts = MatchOptions::default();
+    let flex = weight_matching(
+        &spec,
+        &a,
+        &b,
+        &ComputeBackend::Flex.device().expect("flex"),
+        &opts,
+    )
+    .expect("flex");
+    let nd = weight_matching(
+        &spec,
+        &a,
+        &b,
+        &ComputeBackend::Ndarray.device().expect("nd"),
+        &opts,
+    )
+    .expect("ndarray");
+    assert_eq!(flex.perms, nd.perms);
+}
+
+/// Runs on the wgpu device (lavapipe in CI, a real GPU under
+/// scripts/gpu-check.sh) and must agree with the CPU exactly.
+#[cfg(feature = "wgpu")]
+#[test]
+fn planted_permutation_is_recovered_exactly_on_wgpu() {
+    let wgpu = ComputeBackend::Wgpu.device().expect("wgpu");
+    planted_recovery(&wgpu);
+    let a = common::random_mlp(&[64, 48, 48, 10], 50);
+    let b = common::random_mlp(&[64, 48, 48, 10], 51);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let opts = MatchOptions::default();
+    let cpu = weight_matching(
+        &spec,
+        &a,
+        &b,
+        &ComputeBackend::Flex.device().expect("flex"),
+        &opts,
+    )
+    .expect("cpu");
+    let gpu = weight_matching(&spec, &a, &b, &wgpu, &opts).expect("gpu");
+    assert_eq!(
+        cpu.perms, gpu.perms,
+        "wgpu must find the CPU's permutations"
+    );
+}
+
+#[test]
+fn objective_never_decreases_across_sweeps() {
+    let device = ComputeBackend::Flex.device().expect("flex");
+    for seed in 0..4 {
+        // Unrelated models: matching has real work to do over many sweeps.
+        let a = common::random_mlp(&[40, 32, 32, 32, 6], 100 + seed);
+        let b = common::random_mlp(&[40, 32, 32, 32, 6], 200 + seed);
+        let spec = infer_mlp_spec(&a)
+            .expect("mlp")
+            .validate(&a)
+            .expect("valid");
+        let opts = MatchOptions {
+            seed,
+            ..MatchOptions::default()
+        };
+        let r = weight_matching(&spec, &a, &b, &device, &opts).expect("match");
+        assert!(r.sweeps >= 2, "expected several sweeps, got {}", r.sweeps);
+        let mut previous = r.initial_objective;
+        for &o in &r.objective {
+            assert!(o >= previous - 1e-9 * previous.abs(), "{o} < {previous}");
+            previous = o;
+        }
+        assert!(
+            r.objective[0] > r.initial_objective,
+            "the first sweep must improve"
+        );
+        // The reported objective is ⟨A, π(B)⟩ computed independently.
+        let aligned = spec.apply(&b, &r.perms).expect("apply");
+        let direct = a.dot(&aligned);
+        let last = *r.objective.last().expect("sweeps");
+        assert!((direct - last).abs() < 1e-9 * direct.abs().max(1.0));
+        // Same seed, same answer.
+        let again = weight_matching(&spec, &a, &b, &device, &opts).expect("match");
+        assert_eq!(again.perms, r.perms);
+    }
+}
+
+#[test]
+fn warm_start_from_the_answer_stops_at_once() {
+    let device = ComputeBackend::Flex.device().expect("flex");
+    let a = common::random_mlp(&[20, 16, 16, 4], 7);
+    let b = common::random_mlp(&[20, 16, 16, 4], 8);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let first = weight_matching(&spec, &a, &b, &device, &MatchOptions::default()).expect("match");
+    let opts = MatchOptions {
+        init: Some(first.perms.clone()),
+        ..MatchOptions::default()
+    };
+    let second = weight_matching(&spec, &a, &b, &device, &opts).expect("match");
+    assert_eq!(second.perms, first.perms);
+    assert_eq!(second.sweeps, 1);
+    let bad = MatchOptions {
+        init: Some(first.perms[..1].to_vec()),
+        ..MatchOptions::default()
+    };
+    let err = weight_matching(&spec, &a, &b, &device, &bad).expect_err("wrong count");
+    assert_eq!(
+        err.to_string(),
+        "initial permutations: expected 2 permutations, got 1"
+    );
+}
