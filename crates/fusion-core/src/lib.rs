@@ -37,6 +37,7 @@
 //! - `matching`: cost matrices on a burn device, and the sweep loop.
 //! - `merge`: [`Strategy`] and its implementations.
 //! - `device`: [`ComputeBackend`], choosing CPU or GPU at run time.
+//! - [`synthetic`]: generated models for demos, benchmarks and tests.
 
 #![deny(missing_docs)]
 
@@ -47,6 +48,7 @@ mod merge;
 mod params;
 mod perm;
 mod spec;
+pub mod synthetic;
 
 pub use device::{BackendError, ComputeBackend};
 pub use lap::{Assignment, LapError, LapSolver, Sense};

@@ -21,6 +21,12 @@ pub struct MatchOptions {
     /// Starting permutations (warm start), one per spec permutation;
     /// identities when `None`.
     pub init: Option<Vec<Permutation>>,
+    /// Seed each assignment solve with the prices of the same permutation's
+    /// previous solve. Exact either way; off only to measure the win.
+    pub warm_start: bool,
+    /// Skip a permutation whose neighbours have not changed since its last
+    /// solve. Exact either way; off only to measure the win.
+    pub skip_unchanged: bool,
 }
 
 impl Default for MatchOptions {
@@ -29,6 +35,8 @@ impl Default for MatchOptions {
             seed: 0,
             max_sweeps: 100,
             init: None,
+            warm_start: true,
+            skip_unchanged: true,
         }
     }
 }
@@ -110,7 +118,7 @@ pub fn weight_matching(
         let mut improved = false;
         for &p in &order {
             let seen: Vec<u64> = spec.neighbours(p).iter().map(|&q| version[q]).collect();
-            if solved_at[p].as_ref() == Some(&seen) {
+            if options.skip_unchanged && solved_at[p].as_ref() == Some(&seen) {
                 result.skipped += 1;
                 continue;
             }
@@ -122,6 +130,9 @@ pub fn weight_matching(
                 .enumerate()
                 .map(|(i, &j)| f64::from(sim[i * n + j]))
                 .sum();
+            if !options.warm_start {
+                solvers[p].reset();
+            }
             let best = solvers[p]
                 .solve(&sim, n, Sense::Maximize)
                 .map_err(|source| MatchError::Lap {

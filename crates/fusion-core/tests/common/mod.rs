@@ -2,7 +2,7 @@
 //! forward pass that does not go through the code under test.
 #![allow(dead_code)]
 
-use fusion_core::{ParamSet, ParamTensor};
+use fusion_core::ParamSet;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -18,18 +18,7 @@ pub fn uniform(rng: &mut StdRng, len: usize, scale: f32) -> Vec<f32> {
 
 /// A random MLP with `layers.{i}.weight` `[out, in]` and `layers.{i}.bias`.
 pub fn random_mlp(widths: &[usize], seed: u64) -> ParamSet {
-    let mut r = rng(seed);
-    let mut set = ParamSet::new();
-    for (i, pair) in widths.windows(2).enumerate() {
-        let (inp, out) = (pair[0], pair[1]);
-        let scale = 1.0 / (inp as f32).sqrt();
-        let w = ParamTensor::new("w", vec![out, inp], uniform(&mut r, out * inp, scale))
-            .expect("shape");
-        let b = ParamTensor::new("b", vec![out], uniform(&mut r, out, scale)).expect("shape");
-        set.insert(format!("layers.{i}.weight"), w).expect("unique");
-        set.insert(format!("layers.{i}.bias"), b).expect("unique");
-    }
-    set
+    fusion_core::synthetic::random_mlp(widths, seed)
 }
 
 /// Forward pass of a `layers.{i}` MLP with ReLU between layers, in f64.
@@ -60,14 +49,5 @@ pub fn mlp_forward(params: &ParamSet, input: &[f32]) -> Vec<f64> {
 
 /// Random permutations of the given sizes.
 pub fn random_perms(sizes: &[usize], seed: u64) -> Vec<fusion_core::Permutation> {
-    use rand::seq::SliceRandom;
-    let mut r = rng(seed);
-    sizes
-        .iter()
-        .map(|&n| {
-            let mut v: Vec<usize> = (0..n).collect();
-            v.shuffle(&mut r);
-            fusion_core::Permutation::from_vec("planted", v).expect("bijection")
-        })
-        .collect()
+    fusion_core::synthetic::random_permutations(sizes, seed)
 }

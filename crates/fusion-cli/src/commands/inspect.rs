@@ -1,0 +1,48 @@
+//! `fusion inspect`: what a model file holds and how Fusion would permute it.
+
+use std::fs;
+
+use anyhow::{Context, Result};
+use fusion_core::{ParamSet, describe_safetensors, infer_mlp_spec};
+use serde_json::json;
+
+use super::report::print_json;
+use crate::cli::InspectArgs;
+
+/// Runs `fusion inspect`.
+pub fn run(args: InspectArgs) -> Result<()> {
+    let path = args.file.display();
+    let bytes = fs::read(&args.file).with_context(|| format!("cannot read model '{path}'"))?;
+    let infos = describe_safetensors(&bytes).with_context(|| format!("model '{path}'"))?;
+    let params = ParamSet::from_safetensors(&bytes).with_context(|| format!("model '{path}'"))?;
+    let spec = infer_mlp_spec(&params);
+    let total: usize = infos
+        .iter()
+        .map(|t| t.shape.iter().product::<usize>())
+        .sum();
+
+    if args.json {
+        return print_json(&json!({
+            "file": path.to_string(),
+            "tensors": infos,
+            "parameters": total,
+            "mlp_spec": spec.as_ref().map(|s| s.to_toml()).ok(),
+            "mlp_spec_error": spec.as_ref().err().map(|e| e.to_string()),
+        }));
+    }
+    let width = infos.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
+    println!("{:width$}  {:5}  {:>12}  shape", "name", "dtype", "values");
+    for t in &infos {
+        let n: usize = t.shape.iter().product();
+        println!("{:width$}  {:5}  {:>12}  {:?}", t.name, t.dtype, n, t.shape);
+    }
+    println!("{} tensors, {} values", infos.len(), total);
+    match spec {
+        Ok(spec) => {
+            println!("\ninferred mlp spec (save it and pass --spec FILE to edit):\n");
+            print!("{}", spec.to_toml());
+        }
+        Err(e) => println!("\nno mlp spec: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! Reading and writing model and spec files, with the path in every error.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use fusion_core::{ParamSet, PermutationSpec, SpecSource};
+
+/// Loads a safetensors model.
+pub fn read_model(path: &Path) -> Result<ParamSet> {
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read model '{}'", path.display()))?;
+    ParamSet::from_safetensors(&bytes).with_context(|| format!("model '{}'", path.display()))
+}
+
+/// Writes a model atomically: a temporary file in the same directory,
+/// flushed to disk, then renamed over the target. A crash leaves either the
+/// old file or the new one, never half of one.
+pub fn write_model(path: &Path, params: &ParamSet) -> Result<()> {
+    let bytes = params
+        .to_safetensors()
+        .with_context(|| format!("cannot encode '{}'", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Atomic write of any bytes (see [`write_model`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("'{}' is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write '{}'", path.display()))
+}
+
+/// `mlp` or a spec file path.
+pub fn read_spec(arg: &str) -> Result<SpecSource> {
+    if arg == "mlp" {
+        return Ok(SpecSource::InferMlp);
+    }
+    let text = fs::read_to_string(arg).with_context(|| format!("cannot read spec file '{arg}'"))?;
+    let spec = PermutationSpec::parse(&text).with_context(|| format!("spec file '{arg}'"))?;
+    Ok(SpecSource::Given(spec))
+}
