@@ -60,10 +60,10 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
         let spec = infer_mlp_spec(a)
             .and_then(|s| s.validate(a))
             .with_context(|| format!("pair '{label}'"))?;
-        let variant = |warm_start: bool, skip_unchanged: bool| -> Result<(f64, usize, usize)> {
+        let variant = |warm_start: bool, reuse_unchanged: bool| -> Result<(f64, usize, usize)> {
             let opts = MatchOptions {
                 warm_start,
-                skip_unchanged,
+                reuse_unchanged,
                 ..MatchOptions::default()
             };
             // One untimed run warms caches and, on wgpu, compiles shaders.
@@ -82,7 +82,7 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
         matching_rows.push(json!({
             "pair": label, "sweeps": sweeps, "solves": solves, "baseline_solves": base_solves,
             "fusion_s": ours, "baseline_s": baseline, "speedup": baseline / ours,
-            "warm_only_s": no_skip, "skip_only_s": no_warm,
+            "warm_only_s": no_skip, "reuse_only_s": no_warm,
         }));
     }
 
@@ -196,7 +196,7 @@ fn print_tables(
     let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN) * 1e3;
     println!("weight matching, MLP 784-512-512-512-10, backend {backend}, best of {repeats}");
     println!(
-        "| pair | sweeps | solves (baseline) | Fusion ms | baseline ms | speedup | warm-start only ms | skip only ms |"
+        "| pair | sweeps | solves (baseline) | Fusion ms | baseline ms | speedup | warm-start only ms | reuse only ms |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for r in matching {
@@ -210,7 +210,7 @@ fn print_tables(
             ms(&r["baseline_s"]),
             r["speedup"].as_f64().unwrap_or(f64::NAN),
             ms(&r["warm_only_s"]),
-            ms(&r["skip_only_s"]),
+            ms(&r["reuse_only_s"]),
         );
     }
     println!();

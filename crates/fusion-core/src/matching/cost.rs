@@ -18,6 +18,13 @@ pub(crate) struct CostBuilder<'s> {
     a_rows: Vec<Vec<Tensor<2>>>,
     /// B's spec tensors, flat, in `spec.tensors()` order.
     b_flat: Vec<Tensor<1>>,
+    /// Per permutation, per entry: the last term computed and the versions
+    /// of the other permutations on that tensor it was computed with. A
+    /// term whose tensor has no other changed permutation (the first
+    /// layer's input side, the last layer's output side) is reused.
+    terms: Vec<Vec<Option<(Vec<u64>, Tensor<2>)>>>,
+    /// Whether `terms` may be reused (off to measure the paper's loop).
+    reuse: bool,
 }
 
 impl<'s> CostBuilder<'s> {
@@ -28,6 +35,7 @@ impl<'s> CostBuilder<'s> {
         a: &ParamSet,
         b: &ParamSet,
         device: &Device,
+        reuse: bool,
     ) -> Result<Self, MatchError> {
         let upload_all = |set: &ParamSet| -> Result<Vec<Tensor<1>>, MatchError> {
             spec.tensors()
@@ -51,37 +59,47 @@ impl<'s> CostBuilder<'s> {
             })
             .collect();
         let b_flat = upload_all(b)?;
+        let terms = (0..spec.len())
+            .map(|p| vec![None; spec.axes_of(p).len()])
+            .collect();
         Ok(Self {
             spec,
             device: device.clone(),
             a_rows,
             b_flat,
+            terms,
+            reuse,
         })
     }
 
     /// The `n x n` similarity matrix of permutation `p`, row-major:
     /// entry `(i, j)` is the inner product of A's unit `i` with B's unit `j`,
     /// summed over every tensor axis of `p`, with all other permutations in
-    /// `perms` applied to B.
+    /// `perms` applied to B. `versions[q]` counts the changes of
+    /// permutation `q`, so unchanged terms can be reused.
     pub(crate) fn similarity(
-        &self,
+        &mut self,
         p: usize,
         perms: &[Permutation],
+        versions: &[u64],
     ) -> Result<Vec<f32>, MatchError> {
         let mut total: Option<Tensor<2>> = None;
         for (entry, &(ti, axis)) in self.spec.axes_of(p).iter().enumerate() {
-            let info = &self.spec.tensors()[ti];
-            let mut b = self.b_flat[ti].clone();
-            for (other_axis, q) in info.perm_of_axis.iter().enumerate() {
-                match *q {
-                    Some(q) if q != p && !perms[q].is_identity() => {
-                        b = self.select(b, &info.shape, other_axis, &perms[q]);
-                    }
-                    _ => {}
+            let key: Vec<u64> = self.spec.tensors()[ti]
+                .perm_of_axis
+                .iter()
+                .flatten()
+                .filter(|&&q| q != p)
+                .map(|&q| versions[q])
+                .collect();
+            let term = match &self.terms[p][entry] {
+                Some((seen, term)) if self.reuse && *seen == key => term.clone(),
+                _ => {
+                    let term = self.term(p, entry, ti, axis, perms);
+                    self.terms[p][entry] = Some((key, term.clone()));
+                    term
                 }
-            }
-            let b_rows = rows_along(b, &info.shape, axis);
-            let term = self.a_rows[p][entry].clone().matmul(b_rows.transpose());
+            };
             total = Some(match total {
                 Some(t) => t + term,
                 None => term,
@@ -94,6 +112,30 @@ impl<'s> CostBuilder<'s> {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| MatchError::Device(format!("{e:?}")))
+    }
+
+    /// One (tensor, axis) term of permutation `p`'s similarity matrix: A's
+    /// units along `axis` against B's, with B's other axes permuted.
+    fn term(
+        &self,
+        p: usize,
+        entry: usize,
+        ti: usize,
+        axis: usize,
+        perms: &[Permutation],
+    ) -> Tensor<2> {
+        let info = &self.spec.tensors()[ti];
+        let mut b = self.b_flat[ti].clone();
+        for (other_axis, q) in info.perm_of_axis.iter().enumerate() {
+            match *q {
+                Some(q) if q != p && !perms[q].is_identity() => {
+                    b = self.select(b, &info.shape, other_axis, &perms[q]);
+                }
+                _ => {}
+            }
+        }
+        let b_rows = rows_along(b, &info.shape, axis);
+        self.a_rows[p][entry].clone().matmul(b_rows.transpose())
     }
 
     /// `flat` (of shape `shape`) with `axis` reordered by `perm`.

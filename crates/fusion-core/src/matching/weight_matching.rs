@@ -25,8 +25,9 @@ pub struct MatchOptions {
     /// previous solve. Exact either way; off only to measure the win.
     pub warm_start: bool,
     /// Skip a permutation whose neighbours have not changed since its last
-    /// solve. Exact either way; off only to measure the win.
-    pub skip_unchanged: bool,
+    /// solve, and reuse cost-matrix terms whose inputs have not changed.
+    /// Exact either way; off only to measure the win.
+    pub reuse_unchanged: bool,
 }
 
 impl Default for MatchOptions {
@@ -36,7 +37,7 @@ impl Default for MatchOptions {
             max_sweeps: 100,
             init: None,
             warm_start: true,
-            skip_unchanged: true,
+            reuse_unchanged: true,
         }
     }
 }
@@ -93,18 +94,15 @@ pub fn weight_matching(
         }
         None => spec.identity(),
     };
-    let costs = CostBuilder::new(spec, a, b, device)?;
+    let mut costs = CostBuilder::new(spec, a, b, device, options.reuse_unchanged)?;
     let mut solvers = vec![LapSolver::new(); spec.len()];
     let mut version = vec![0u64; spec.len()];
     let mut solved_at: Vec<Option<Vec<u64>>> = vec![None; spec.len()];
     let mut rng = StdRng::seed_from_u64(options.seed);
     let mut order: Vec<usize> = (0..spec.len()).collect();
 
-    let fixed = fixed_objective(spec, a, b);
-    let objective = |perms: &[Permutation]| -> Result<f64, MatchError> {
-        Ok(fixed + permuted_objective(spec, a, b, perms)?)
-    };
-    let initial_objective = objective(&perms)?;
+    let mut objective = Objective::new(spec, a, b);
+    let initial_objective = objective.value(&perms, &version)?;
     let mut result = MatchResult {
         perms: Vec::new(),
         initial_objective,
@@ -118,12 +116,12 @@ pub fn weight_matching(
         let mut improved = false;
         for &p in &order {
             let seen: Vec<u64> = spec.neighbours(p).iter().map(|&q| version[q]).collect();
-            if options.skip_unchanged && solved_at[p].as_ref() == Some(&seen) {
+            if options.reuse_unchanged && solved_at[p].as_ref() == Some(&seen) {
                 result.skipped += 1;
                 continue;
             }
             let n = spec.sizes()[p];
-            let sim = costs.similarity(p, &perms)?;
+            let sim = costs.similarity(p, &perms, &version)?;
             let current: f64 = perms[p]
                 .as_slice()
                 .iter()
@@ -148,7 +146,7 @@ pub fn weight_matching(
             }
         }
         result.sweeps = sweep;
-        result.objective.push(objective(&perms)?);
+        result.objective.push(objective.value(&perms, &version)?);
         if !improved {
             break;
         }
@@ -157,12 +155,56 @@ pub fn weight_matching(
     Ok(result)
 }
 
-/// ⟨A, B⟩ over the tensors no permutation touches: a constant of the run.
-fn fixed_objective(spec: &ValidatedSpec, a: &ParamSet, b: &ParamSet) -> f64 {
-    a.iter()
-        .filter(|(name, _)| !spec.touches(name))
-        .filter_map(|(name, t)| b.get(name).map(|u| dot(t.data(), u.data())))
-        .sum()
+/// ⟨A, π(B)⟩ over all tensors, in `f64`, recomputing after each sweep
+/// only the tensors whose permutations changed.
+struct Objective<'a> {
+    spec: &'a ValidatedSpec,
+    a: &'a ParamSet,
+    b: &'a ParamSet,
+    /// ⟨A, B⟩ over the tensors no permutation touches: a constant.
+    fixed: f64,
+    /// Per spec tensor: the versions of its permutations and its product.
+    cached: Vec<Option<(Vec<u64>, f64)>>,
+}
+
+impl<'a> Objective<'a> {
+    fn new(spec: &'a ValidatedSpec, a: &'a ParamSet, b: &'a ParamSet) -> Self {
+        let fixed = a
+            .iter()
+            .filter(|(name, _)| !spec.touches(name))
+            .filter_map(|(name, t)| b.get(name).map(|u| dot(t.data(), u.data())))
+            .sum();
+        Self {
+            spec,
+            a,
+            b,
+            fixed,
+            cached: vec![None; spec.tensors().len()],
+        }
+    }
+
+    fn value(&mut self, perms: &[Permutation], versions: &[u64]) -> Result<f64, MatchError> {
+        let mut total = self.fixed;
+        for (ti, info) in self.spec.tensors().iter().enumerate() {
+            let key: Vec<u64> = info
+                .perm_of_axis
+                .iter()
+                .flatten()
+                .map(|&q| versions[q])
+                .collect();
+            let part = match &self.cached[ti] {
+                Some((seen, part)) if *seen == key => *part,
+                _ => {
+                    let (pos, moved) = self.spec.permuted_tensor(self.b, ti, perms)?;
+                    let part = dot(self.a.at(pos).data(), moved.data());
+                    self.cached[ti] = Some((key, part));
+                    part
+                }
+            };
+            total += part;
+        }
+        Ok(total)
+    }
 }
 
 fn dot(x: &[f32], y: &[f32]) -> f64 {
@@ -170,18 +212,4 @@ fn dot(x: &[f32], y: &[f32]) -> f64 {
         .zip(y)
         .map(|(&p, &q)| f64::from(p) * f64::from(q))
         .sum()
-}
-
-/// ⟨A, π(B)⟩ over the tensors the spec permutes, in `f64`.
-fn permuted_objective(
-    spec: &ValidatedSpec,
-    a: &ParamSet,
-    b: &ParamSet,
-    perms: &[Permutation],
-) -> Result<f64, MatchError> {
-    let moved = spec.permuted_tensors(b, perms)?;
-    Ok(moved
-        .iter()
-        .map(|(pos, t)| dot(a.at(*pos).data(), t.data()))
-        .sum())
 }

@@ -238,31 +238,39 @@ impl ValidatedSpec {
     }
 
     /// Only the spec's tensors of `params`, permuted, with their positions
-    /// in `params`: what the matching objective needs, without copying the
-    /// rest of the model.
+    /// in `params`.
     pub(crate) fn permuted_tensors(
         &self,
         params: &ParamSet,
         perms: &[Permutation],
     ) -> Result<Vec<(usize, ParamTensor)>, PermError> {
         self.check_perms(perms)?;
-        self.tensors
-            .iter()
-            .map(|t| {
-                let pos = params
-                    .position(&t.name)
-                    .filter(|&pos| params.at(pos).shape() == t.shape.as_slice())
-                    .ok_or_else(|| PermError::MissingTensor(t.name.clone()))?;
-                let mut tensor = params.at(pos).clone();
-                for (axis, p) in t.perm_of_axis.iter().enumerate() {
-                    if let Some(p) = *p {
-                        if !perms[p].is_identity() {
-                            tensor = tensor.take_along(axis, perms[p].as_slice());
-                        }
-                    }
-                }
-                Ok((pos, tensor))
-            })
+        (0..self.tensors.len())
+            .map(|ti| self.permuted_tensor(params, ti, perms))
             .collect()
+    }
+
+    /// Spec tensor `ti` of `params`, permuted, with its position in
+    /// `params`. `perms` were checked by the caller.
+    pub(crate) fn permuted_tensor(
+        &self,
+        params: &ParamSet,
+        ti: usize,
+        perms: &[Permutation],
+    ) -> Result<(usize, ParamTensor), PermError> {
+        let t = &self.tensors[ti];
+        let pos = params
+            .position(&t.name)
+            .filter(|&pos| params.at(pos).shape() == t.shape.as_slice())
+            .ok_or_else(|| PermError::MissingTensor(t.name.clone()))?;
+        let mut tensor = params.at(pos).clone();
+        for (axis, p) in t.perm_of_axis.iter().enumerate() {
+            if let Some(p) = *p {
+                if !perms[p].is_identity() {
+                    tensor = tensor.take_along(axis, perms[p].as_slice());
+                }
+            }
+        }
+        Ok((pos, tensor))
     }
 }
