@@ -149,3 +149,49 @@ fn warm_start_from_the_answer_stops_at_once() {
         "initial permutations: expected 2 permutations, got 1"
     );
 }
+
+/// The README's CNN spec: 4-D conv weights, BatchNorm vectors, and a
+/// permutation on axis 1 of a 4-D tensor.
+const README_CNN_SPEC: &str = r#"
+[permutations]
+P_conv1 = ["conv1.weight:0", "conv1.bias:0",
+           "bn1.weight:0", "bn1.bias:0", "bn1.running_mean:0", "bn1.running_var:0",
+           "conv2.weight:1"]
+P_conv2 = ["conv2.weight:0", "conv2.bias:0", "fc.weight:1"]
+"#;
+
+#[test]
+fn readme_cnn_spec_recovers_a_planted_permutation() {
+    use fusion_core::{ParamSet, ParamTensor, PermutationSpec};
+    let mut r = common::rng(60);
+    let mut a = ParamSet::new();
+    for (name, shape) in [
+        ("conv1.weight", vec![16, 3, 3, 3]),
+        ("conv1.bias", vec![16]),
+        ("bn1.weight", vec![16]),
+        ("bn1.bias", vec![16]),
+        ("bn1.running_mean", vec![16]),
+        ("bn1.running_var", vec![16]),
+        ("conv2.weight", vec![24, 16, 3, 3]),
+        ("conv2.bias", vec![24]),
+        ("fc.weight", vec![10, 24]),
+        ("fc.bias", vec![10]),
+    ] {
+        let n = shape.iter().product();
+        a.insert(
+            name,
+            ParamTensor::new(name, shape, common::uniform(&mut r, n, 1.0)).expect("shape"),
+        )
+        .expect("unique");
+    }
+    let spec = PermutationSpec::parse(README_CNN_SPEC)
+        .expect("parse")
+        .validate(&a)
+        .expect("valid");
+    assert_eq!(spec.sizes(), &[16, 24]);
+    let planted = common::random_perms(spec.sizes(), 61);
+    let b = spec.apply(&a, &planted).expect("apply");
+    let device = ComputeBackend::Flex.device().expect("flex");
+    let found = weight_matching(&spec, &a, &b, &device, &MatchOptions::default()).expect("match");
+    assert_eq!(spec.apply(&b, &found.perms).expect("apply"), a);
+}

@@ -306,7 +306,10 @@ impl LapSolver {
                 last = low;
                 min = dist[col_list[up]];
                 up += 1;
-                for k in up..n {
+                // The scan covers the columns past `up` as it was on entry;
+                // `up` itself moves as columns join the minimum set.
+                let start = up;
+                for k in start..n {
                     let j = col_list[k];
                     let h = dist[j];
                     if h <= min {

@@ -8,6 +8,9 @@ use crate::params::{ParamSet, ParamTensor};
 use crate::perm::{PermError, Permutation};
 use crate::spec::ValidatedSpec;
 
+/// A term and the versions of the permutations it was computed with.
+type CachedTerm = Option<(Vec<u64>, Tensor<2>)>;
+
 /// Holds both models on the device for the whole matching run, so each
 /// cost matrix costs only the matrix products, not the uploads.
 pub(crate) struct CostBuilder<'s> {
@@ -22,7 +25,7 @@ pub(crate) struct CostBuilder<'s> {
     /// of the other permutations on that tensor it was computed with. A
     /// term whose tensor has no other changed permutation (the first
     /// layer's input side, the last layer's output side) is reused.
-    terms: Vec<Vec<Option<(Vec<u64>, Tensor<2>)>>>,
+    terms: Vec<Vec<CachedTerm>>,
     /// Whether `terms` may be reused (off to measure the paper's loop).
     reuse: bool,
 }

@@ -38,13 +38,13 @@ pub fn infer_mlp_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
         let bias = params
             .get(&bias_name)
             .map(|b| (bias_name, b.shape().to_vec()));
-        if let Some((bias_name, shape)) = &bias {
-            if shape.as_slice() != [t.shape()[0]] {
-                return Err(SpecError::CannotInfer(format!(
-                    "bias '{bias_name}' has shape {shape:?}, expected [{}] to match '{name}'",
-                    t.shape()[0]
-                )));
-            }
+        if let Some((bias_name, shape)) = &bias
+            && shape.as_slice() != [t.shape()[0]]
+        {
+            return Err(SpecError::CannotInfer(format!(
+                "bias '{bias_name}' has shape {shape:?}, expected [{}] to match '{name}'",
+                t.shape()[0]
+            )));
         }
         groups.entry(prefix.to_owned()).or_default().push(Layer {
             index,

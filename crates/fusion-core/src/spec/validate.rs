@@ -265,10 +265,10 @@ impl ValidatedSpec {
             .ok_or_else(|| PermError::MissingTensor(t.name.clone()))?;
         let mut tensor = params.at(pos).clone();
         for (axis, p) in t.perm_of_axis.iter().enumerate() {
-            if let Some(p) = *p {
-                if !perms[p].is_identity() {
-                    tensor = tensor.take_along(axis, perms[p].as_slice());
-                }
+            if let Some(p) = *p
+                && !perms[p].is_identity()
+            {
+                tensor = tensor.take_along(axis, perms[p].as_slice());
             }
         }
         Ok((pos, tensor))

@@ -1,0 +1,234 @@
+//! The `fusion` binary end to end: outputs, JSON, and one-line errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fusion_core::{ParamSet, infer_mlp_spec, synthetic};
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fusion-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn fusion(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fusion"))
+        .args(args)
+        .output()
+        .expect("run fusion")
+}
+
+fn write(path: &Path, set: &ParamSet) {
+    std::fs::write(path, set.to_safetensors().expect("encode")).expect("write");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A and B = A with hidden units permuted.
+fn planted_pair(dir: &Path) -> (PathBuf, PathBuf, ParamSet) {
+    let a = synthetic::random_mlp(&[12, 10, 8, 3], 5);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let b = spec
+        .apply(&a, &synthetic::random_permutations(spec.sizes(), 6))
+        .expect("apply");
+    let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    write(&pa, &a);
+    write(&pb, &b);
+    (pa, pb, a)
+}
+
+fn stderr_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(text.lines().count(), 1, "expected one line, got: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+#[test]
+fn align_writes_a_and_prints_json() {
+    let dir = scratch("align");
+    let (pa, pb, a) = planted_pair(&dir);
+    let out_path = dir.join("out.safetensors");
+    let out = fusion(&[
+        "align",
+        "--a",
+        s(&pa),
+        "--b",
+        s(&pb),
+        "--out",
+        s(&out_path),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert!(v["sweeps"].as_u64().expect("sweeps") >= 1);
+    assert!(v["seconds"].as_f64().expect("seconds") >= 0.0);
+    assert_eq!(
+        v["objective"].as_array().expect("objective").len() as u64,
+        v["sweeps"].as_u64().expect("sweeps")
+    );
+    assert_eq!(v["permutations"]["P_0"].as_array().expect("P_0").len(), 10);
+    assert_eq!(v["permutations"]["P_1"].as_array().expect("P_1").len(), 8);
+    let aligned =
+        ParamSet::from_safetensors(&std::fs::read(&out_path).expect("read")).expect("parse");
+    assert_eq!(aligned, a);
+}
+
+#[test]
+fn merge_methods_run_and_report() {
+    let dir = scratch("merge");
+    let (pa, pb, a) = planted_pair(&dir);
+    for method in ["average", "align", "merge-many"] {
+        let out_path = dir.join(format!("{method}.safetensors"));
+        let out = fusion(&[
+            "merge",
+            "--method",
+            method,
+            "--models",
+            s(&pa),
+            s(&pb),
+            "--weights",
+            "1,3",
+            "--out",
+            s(&out_path),
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["models"].as_array().expect("models").len(), 2);
+        let merged =
+            ParamSet::from_safetensors(&std::fs::read(&out_path).expect("read")).expect("parse");
+        if method == "align" {
+            // B is a pure permutation of A: the aligned merge is A again.
+            for (name, t) in merged.iter() {
+                let want = a.get(name).expect("tensor");
+                for (x, y) in t.data().iter().zip(want.data()) {
+                    assert!((x - y).abs() < 1e-6);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line() {
+    let dir = scratch("errors");
+    let (pa, pb, _) = planted_pair(&dir);
+    let out_path = dir.join("out.safetensors");
+
+    let missing = dir.join("nope.safetensors");
+    let out = fusion(&[
+        "align",
+        "--a",
+        s(&pa),
+        "--b",
+        s(&missing),
+        "--out",
+        s(&out_path),
+    ]);
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("cannot read model") && line.contains("nope.safetensors"),
+        "{line}"
+    );
+
+    let corrupt = dir.join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").expect("write");
+    let out = fusion(&[
+        "align",
+        "--a",
+        s(&pa),
+        "--b",
+        s(&corrupt),
+        "--out",
+        s(&out_path),
+    ]);
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("corrupt.safetensors") && line.contains("not a valid safetensors file"),
+        "{line}"
+    );
+
+    let spec = dir.join("spec.toml");
+    std::fs::write(&spec, "[permutations]\nP = [\"layers.0.weight:5\"]\n").expect("write");
+    let out = fusion(&[
+        "align",
+        "--a",
+        s(&pa),
+        "--b",
+        s(&pb),
+        "--spec",
+        s(&spec),
+        "--out",
+        s(&out_path),
+    ]);
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("tensor 'layers.0.weight' has 2 axes, so axis 5 does not exist"),
+        "{line}"
+    );
+
+    let other = dir.join("other.safetensors");
+    write(&other, &synthetic::random_mlp(&[12, 9, 8, 3], 1));
+    let out = fusion(&[
+        "merge",
+        "--models",
+        s(&pa),
+        s(&other),
+        "--out",
+        s(&out_path),
+    ]);
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("other.safetensors") && line.contains("layers.0.weight"),
+        "{line}"
+    );
+
+    let out = fusion(&[
+        "merge",
+        "--models",
+        s(&pa),
+        s(&pb),
+        "--weights",
+        "1,2,3",
+        "--out",
+        s(&out_path),
+    ]);
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("--weights has 3 values but 2 models were given"),
+        "{line}"
+    );
+
+    assert!(!out_path.exists(), "no output may be written on error");
+}
+
+#[test]
+fn inspect_prints_the_inferred_spec() {
+    let dir = scratch("inspect");
+    let (pa, _, _) = planted_pair(&dir);
+    let out = fusion(&["inspect", s(&pa)]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("layers.0.weight  F32"), "{text}");
+    assert!(
+        text.contains("P_1 = [\"layers.1.weight:0\", \"layers.1.bias:0\", \"layers.2.weight:1\"]"),
+        "{text}"
+    );
+}
