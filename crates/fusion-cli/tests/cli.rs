@@ -196,7 +196,8 @@ fn bad_inputs_give_one_clear_line() {
     ]);
     let line = stderr_line(&out);
     assert!(
-        line.contains("other.safetensors") && line.contains("layers.0.weight"),
+        line.contains("other.safetensors")
+            && line.contains("has shape [10] in model 0 but [9] in model 1"),
         "{line}"
     );
 

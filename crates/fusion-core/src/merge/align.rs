@@ -1,5 +1,6 @@
 use burn::tensor::Device;
 
+use super::fold::Fold;
 use super::{Aggregation, MergeError, MergeOutcome, ModelReport, PermMoved, RunningSum, Strategy};
 use crate::matching::{MatchOptions, weight_matching};
 use crate::params::ParamSet;
@@ -49,8 +50,7 @@ impl Strategy for AlignToReference {
         Ok(Box::new(AlignAggregation {
             strategy: self,
             target,
-            sum: RunningSum::new(),
-            reports: Vec::new(),
+            fold: Fold::default(),
         }))
     }
 }
@@ -58,28 +58,26 @@ impl Strategy for AlignToReference {
 struct AlignAggregation<'s> {
     strategy: &'s AlignToReference,
     target: Option<(ParamSet, ValidatedSpec)>,
-    sum: RunningSum,
-    reports: Vec<ModelReport>,
+    fold: Fold,
 }
 
 impl Aggregation for AlignAggregation<'_> {
     fn add(&mut self, model: &ParamSet, weight: f64) -> Result<ModelReport, MergeError> {
-        let index = self.reports.len();
+        let index = self.fold.next_index();
         RunningSum::check_weight(index, weight)?;
         let (reference, spec) = match &self.target {
             Some((r, s)) => (r, s),
             None => {
                 // The first model is the reference: it aligns to itself.
                 let spec = self.strategy.spec.resolve(model)?;
-                self.sum.add(model, weight)?;
                 let report = ModelReport {
                     index,
                     weight,
                     moved: PermMoved::list(&spec, &spec.identity()),
                     ..ModelReport::default()
                 };
+                let report = self.fold.add(model, report)?;
                 self.target = Some((model.clone(), spec));
-                self.reports.push(report.clone());
                 return Ok(report);
             }
         };
@@ -95,7 +93,6 @@ impl Aggregation for AlignAggregation<'_> {
             source,
         })?;
         let aligned = spec.apply(model, &found.perms)?;
-        self.sum.add(&aligned, weight)?;
         let report = ModelReport {
             index,
             weight,
@@ -104,19 +101,14 @@ impl Aggregation for AlignAggregation<'_> {
             objective_before: Some(found.initial_objective),
             objective_after: found.objective.last().copied(),
         };
-        self.reports.push(report.clone());
-        Ok(report)
+        self.fold.add(&aligned, report)
     }
 
     fn count(&self) -> usize {
-        self.sum.count()
+        self.fold.count()
     }
 
     fn finish(self: Box<Self>) -> Result<MergeOutcome, MergeError> {
-        Ok(MergeOutcome {
-            merged: self.sum.mean()?,
-            reports: self.reports,
-            passes: 1,
-        })
+        self.fold.finish(1)
     }
 }

@@ -1,4 +1,5 @@
-use super::{Aggregation, MergeError, MergeOutcome, ModelReport, RunningSum, Strategy};
+use super::fold::Fold;
+use super::{Aggregation, MergeError, MergeOutcome, ModelReport, Strategy};
 use crate::params::ParamSet;
 
 /// Coordinate-wise weighted average of parameters: FedAvg when the weights
@@ -23,31 +24,24 @@ impl Strategy for WeightedAverage {
 
 #[derive(Default)]
 struct AverageAggregation {
-    sum: RunningSum,
-    reports: Vec<ModelReport>,
+    fold: Fold,
 }
 
 impl Aggregation for AverageAggregation {
     fn add(&mut self, model: &ParamSet, weight: f64) -> Result<ModelReport, MergeError> {
-        self.sum.add(model, weight)?;
         let report = ModelReport {
-            index: self.reports.len(),
+            index: self.fold.next_index(),
             weight,
             ..ModelReport::default()
         };
-        self.reports.push(report.clone());
-        Ok(report)
+        self.fold.add(model, report)
     }
 
     fn count(&self) -> usize {
-        self.sum.count()
+        self.fold.count()
     }
 
     fn finish(self: Box<Self>) -> Result<MergeOutcome, MergeError> {
-        Ok(MergeOutcome {
-            merged: self.sum.mean()?,
-            reports: self.reports,
-            passes: 0,
-        })
+        self.fold.finish(0)
     }
 }

@@ -5,6 +5,7 @@
 mod align;
 mod average;
 mod error;
+mod fold;
 mod merge_many;
 mod report;
 mod running_sum;

@@ -21,12 +21,28 @@ pub struct RawTensor {
 /// This is the engine's one currency: files, burn modules and network
 /// messages all convert to and from it, so matching and merging never depend
 /// on where a model came from.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Two sets are equal when they hold the same names with equal tensors,
+/// whatever their order: a file read back is the same model as the set
+/// written, though files store tensors sorted by name.
+#[derive(Clone, Debug, Default)]
 pub struct ParamSet {
     names: Vec<String>,
     tensors: Vec<ParamTensor>,
     index: HashMap<String, usize>,
     passthrough: Vec<(String, RawTensor)>,
+}
+
+impl PartialEq for ParamSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self.iter().all(|(name, t)| other.get(name) == Some(t))
+            && self.passthrough.len() == other.passthrough.len()
+            && self
+                .passthrough
+                .iter()
+                .all(|p| other.passthrough.contains(p))
+    }
 }
 
 impl ParamSet {
@@ -41,10 +57,7 @@ impl ParamSet {
         name: impl Into<String>,
         tensor: ParamTensor,
     ) -> Result<(), ParamsError> {
-        let name = name.into();
-        if self.index.contains_key(&name) || self.passthrough.iter().any(|(n, _)| *n == name) {
-            return Err(ParamsError::Duplicate(name));
-        }
+        let name = self.new_name(name.into())?;
         self.index.insert(name.clone(), self.tensors.len());
         self.names.push(name);
         self.tensors.push(tensor);
@@ -57,12 +70,17 @@ impl ParamSet {
         name: impl Into<String>,
         raw: RawTensor,
     ) -> Result<(), ParamsError> {
-        let name = name.into();
+        let name = self.new_name(name.into())?;
+        self.passthrough.push((name, raw));
+        Ok(())
+    }
+
+    /// `name`, if no tensor of the set (float or carried) has it yet.
+    fn new_name(&self, name: String) -> Result<String, ParamsError> {
         if self.index.contains_key(&name) || self.passthrough.iter().any(|(n, _)| *n == name) {
             return Err(ParamsError::Duplicate(name));
         }
-        self.passthrough.push((name, raw));
-        Ok(())
+        Ok(name)
     }
 
     /// The tensor called `name`, if any.
@@ -226,6 +244,17 @@ mod tests {
             .expect("unique");
         }
         s
+    }
+
+    #[test]
+    fn equality_ignores_order_but_not_values() {
+        let a = set(&[("w", vec![2]), ("b", vec![1])]);
+        let b = set(&[("b", vec![1]), ("w", vec![2])]);
+        assert_eq!(a, b);
+        let mut c = b.clone();
+        c.at_mut(0).data_mut()[0] = 2.0;
+        assert_ne!(a, c);
+        assert_ne!(a, set(&[("w", vec![2])]));
     }
 
     #[test]
