@@ -15,6 +15,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging();
+    one_line_panics();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -25,11 +26,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// A panic (a bug, or a GPU driver that burn cannot open) still ends in one
+/// `error:` line, like every other failure, instead of a multi-line report.
+/// `RUST_BACKTRACE=1` keeps the full report for debugging.
+fn one_line_panics() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let first = message.lines().next().unwrap_or("").trim();
+        eprintln!("error: internal failure: {first}");
+    }));
+}
+
 /// Logs go to stderr so that `--json` output on stdout stays clean.
-/// `RUST_LOG` overrides the default of warnings only.
+/// `RUST_LOG` overrides the default of warnings only. wgpu's driver probing
+/// logs every API it tries and fails (Vulkan, then GL) as an error even
+/// when it then succeeds, so its HAL is silenced unless asked for.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal=off"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
