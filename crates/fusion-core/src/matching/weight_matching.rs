@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use super::MatchError;
 use super::cost::CostBuilder;
 use crate::lap::{LapSolver, Sense};
-use crate::params::ParamSet;
+use crate::params::{ParamSet, dot_f64 as dot};
 use crate::perm::Permutation;
 use crate::spec::ValidatedSpec;
 
@@ -205,11 +205,4 @@ impl<'a> Objective<'a> {
         }
         Ok(total)
     }
-}
-
-fn dot(x: &[f32], y: &[f32]) -> f64 {
-    x.iter()
-        .zip(y)
-        .map(|(&p, &q)| f64::from(p) * f64::from(q))
-        .sum()
 }

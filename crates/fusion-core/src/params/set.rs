@@ -216,15 +216,7 @@ impl ParamSet {
     /// Layouts must match (checked by the caller).
     pub fn dot(&self, other: &ParamSet) -> f64 {
         self.iter()
-            .map(|(name, t)| match other.get(name) {
-                Some(o) => t
-                    .data()
-                    .iter()
-                    .zip(o.data())
-                    .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                    .sum::<f64>(),
-                None => 0.0,
-            })
+            .filter_map(|(name, t)| other.get(name).map(|o| super::dot_f64(t.data(), o.data())))
             .sum()
     }
 }

@@ -100,6 +100,15 @@ impl ParamTensor {
     }
 }
 
+/// Inner product of two value slices, accumulated in `f64` so that sums
+/// over millions of `f32` products stay exact enough to compare sweeps.
+pub(crate) fn dot_f64(x: &[f32], y: &[f32]) -> f64 {
+    x.iter()
+        .zip(y)
+        .map(|(&p, &q)| f64::from(p) * f64::from(q))
+        .sum()
+}
+
 /// (product before `axis`, size of `axis`, product after `axis`).
 pub(crate) fn split_shape(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     let pre = shape[..axis].iter().product();
