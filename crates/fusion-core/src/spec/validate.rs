@@ -166,6 +166,14 @@ impl ValidatedSpec {
         self.tensors.iter().any(|t| t.name == name)
     }
 
+    /// The permutation that reorders axis `axis` of tensor `tensor`, if any:
+    /// how code that computes permutations per layer (activation matching)
+    /// finds where each belongs without relying on names or order.
+    pub fn acting_on(&self, tensor: &str, axis: usize) -> Option<usize> {
+        let t = self.tensors.iter().find(|t| t.name == tensor)?;
+        t.perm_of_axis.get(axis).copied().flatten()
+    }
+
     /// (tensor index, axis) pairs of permutation `p`.
     pub(crate) fn axes_of(&self, p: usize) -> &[(usize, usize)] {
         &self.axes[p]

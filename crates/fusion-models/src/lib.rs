@@ -1,0 +1,14 @@
+//! Models for Fusion, as burn modules that convert both ways with the
+//! engine's [`fusion_core::ParamSet`] in PyTorch names and layout.
+//!
+//! Today that is the paper's MLP ([`Mlp`]), whose permutation spec comes with
+//! it ([`Mlp::permutation_spec`]); files written from it load in PyTorch as
+//! the state dict of `nn.ModuleList([nn.Linear, ...])` stored under `layers`.
+
+mod architecture;
+mod error;
+mod mlp;
+
+pub use architecture::MlpArchitecture;
+pub use error::ModelError;
+pub use mlp::Mlp;
