@@ -1,0 +1,27 @@
+//! Local training and evaluation for Fusion.
+//!
+//! What a federated client runs on its shard ([`train`]), how models are
+//! scored ([`evaluate`], [`evaluate_ensemble`]), and activation matching
+//! ([`activation_matching`]), which needs forward passes over data and so
+//! sits here rather than in the pure engine.
+//!
+//! Training runs on any [`burn::tensor::Device`]; the CLI picks burn's
+//! `flex` CPU backend by default (the fastest measured here, see
+//! `docs/benchmarks.md`) and wgpu by flag.
+
+mod activation_matching;
+mod config;
+mod error;
+mod evaluate;
+mod optimizer;
+mod progress;
+mod tensors;
+mod train;
+
+pub use activation_matching::activation_matching;
+pub use config::TrainConfig;
+pub use error::TrainError;
+pub use evaluate::{EVAL_BATCH, Metrics, evaluate, evaluate_ensemble};
+pub use optimizer::OptimizerKind;
+pub use progress::Progress;
+pub use train::{TrainSummary, train};
