@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # GPU checks, for a machine with a real GPU (Vulkan driver installed).
 #  1. the planted-permutation test on the wgpu device (must equal the CPU);
-#  2. `fusion bench align` on the CPU (flex) and on wgpu, same machine.
+#  2. `fusion bench align` on the CPU (flex) and on wgpu, same machine;
+#  3. one training epoch of the 3x512 MLP on 60k images, flex vs wgpu
+#     (`fusion bench train`, ratio to flex printed);
+#  4. `fusion interpolate` (25 steps, all three methods) on the embedded
+#     data with flex and with wgpu, timed.
 # Put the printed figures in docs/benchmarks.md, labelled with the card.
 #
 # With cargo on the machine it builds; otherwise set FUSION_BIN and
@@ -28,3 +32,19 @@ echo "== bench align, CPU (flex)"
 "$FUSION_BIN" bench align --backend flex --lap-sizes 512,2048
 echo "== bench align, wgpu"
 "$FUSION_BIN" bench align --backend wgpu --lap-sizes 512,2048
+
+echo "== bench train: one epoch, 60k images, flex vs wgpu"
+"$FUSION_BIN" bench train --backends flex,wgpu --repeats 1
+
+echo "== interpolate, flex vs wgpu (embedded data, 25 steps)"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$FUSION_BIN" train --seed 1 --epochs 3 --no-progress --out "$work/a.safetensors" >/dev/null
+"$FUSION_BIN" train --seed 2 --epochs 3 --no-progress --out "$work/b.safetensors" >/dev/null
+for backend in flex wgpu; do
+  start=$(date +%s.%N)
+  "$FUSION_BIN" interpolate --a "$work/a.safetensors" --b "$work/b.safetensors" --steps 25 \
+    --backend "$backend" --out "$work/interp-$backend" >/dev/null
+  end=$(date +%s.%N)
+  python3 -c "print(f'interpolate on $backend: {$end - $start:.2f} s')"
+done

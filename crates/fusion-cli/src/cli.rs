@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fusion_core::ComputeBackend;
+use fusion_data::{DataSource, ShardRef, Split};
+use fusion_models::MlpArchitecture;
+use fusion_train::OptimizerKind;
 
 /// Align and merge neural networks by permuting hidden units (Git Re-Basin).
 #[derive(Debug, Parser)]
@@ -27,11 +30,20 @@ pub enum Command {
     /// Measure alignment speed against baselines run in the same process.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Show on generated models why alignment matters before averaging.
+    /// Train a model locally on a dataset (or one client's shard of it).
+    Train(TrainArgs),
+    /// Interpolate between two models, naively and after alignment, and
+    /// report the loss barrier of each (the paper's Figure 2).
+    Interpolate(InterpolateArgs),
+    /// Reproduce the paper's experiments.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// The main job: a short split-merge on the embedded data, showing in a
+    /// minute that aligned merging beats naive averaging.
     Demo(DemoArgs),
 }
 
-/// How weight matching runs; shared by `align`, `merge` and `demo`.
+/// How weight matching runs; shared by `align` and `merge`.
 #[derive(Debug, Args)]
 pub struct MatchArgs {
     /// Permutation spec: `mlp` (inferred chain of Linear layers) or a TOML
@@ -119,6 +131,31 @@ pub enum BenchCommand {
     /// Weight matching of a 784-512-512-512-10 MLP pair and the assignment
     /// solver at several sizes, each against an in-run baseline.
     Align(BenchAlignArgs),
+    /// One training epoch of the 784-512-512-512-10 MLP on 60k images
+    /// (Adam, batch 500) on each backend, as ratios to the first one.
+    /// `scripts/bench-train.sh` adds PyTorch on the same machine.
+    Train(BenchTrainArgs),
+}
+
+/// `fusion bench train`.
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// Images to train on; the dataset is repeated to reach this count, so
+    /// the embedded sample gives a full-size epoch too.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Examples per epoch.
+    #[arg(long, default_value_t = 60_000)]
+    pub examples: usize,
+    /// Backends to time, comma-separated; ratios are to the first.
+    #[arg(long, value_delimiter = ',', default_value = "flex,ndarray", value_parser = parse_backend)]
+    pub backends: Vec<ComputeBackend>,
+    /// Timed epochs per backend (after one warm-up epoch); the best is reported.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repeats: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fusion bench align`.
@@ -148,24 +185,175 @@ pub struct BenchAlignArgs {
     pub json: bool,
 }
 
-/// `fusion demo`.
+/// Where the data comes from; shared by every command that reads data.
 #[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Layer widths of the generated MLP.
-    #[arg(long, value_delimiter = ',', default_value = "784,512,512,512,10")]
-    pub widths: Vec<usize>,
-    /// Noise added to B after permuting, relative to the weights' scale.
-    #[arg(long, default_value_t = 0.05)]
-    pub noise: f32,
-    /// Seed for the generated models.
-    #[arg(long, default_value_t = 1)]
+pub struct DataArgs {
+    /// `embedded` (compiled-in Fashion-MNIST sample, 12k/2k),
+    /// `fashion-mnist[:DIR]` (full 60k/10k, Debian's dataset-fashion-mnist),
+    /// `mnist:DIR` or `cifar10:DIR`.
+    #[arg(long, default_value = "embedded", value_parser = parse_dataset)]
+    pub dataset: DataSource,
+}
+
+/// Local training settings; shared by `train`, `experiment` and `demo`.
+#[derive(Debug, Args)]
+pub struct TrainingArgs {
+    /// Network: `mlp` (= mlp:512x3, the paper's), `mlp:WIDTHxDEPTH` or `mlp:W1,W2,…`.
+    #[arg(long, default_value = "mlp:512x3", value_parser = parse_model)]
+    pub model: MlpArchitecture,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Examples per step.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// `adam` (PyTorch's defaults, ε = 1e-8), `sgd` (momentum 0.9) or `sgd:MOMENTUM`.
+    #[arg(long, default_value = "adam", value_parser = parse_optimizer)]
+    pub optimizer: OptimizerKind,
+    /// Seeds initial weights and shuffling.
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Where cost matrices are computed.
+    /// Where training runs: `flex` (fastest CPU backend measured), `ndarray`, or `wgpu`.
     #[arg(long, default_value = "flex", value_parser = parse_backend)]
     pub backend: ComputeBackend,
-    /// Directory for the generated and merged models.
+    /// Never draw a progress bar (logs still report each epoch).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `fusion train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The data.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Train on shard `i` of `N` (0-based) of the training set…
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<ShardRef>,
+    /// …dealt by this split: `iid`, `dirichlet:ALPHA`, `classes:0-4/5-9` or `biased:P`.
+    #[arg(long, default_value = "iid", value_parser = parse_split)]
+    pub split: Split,
+    /// Seed of the split (every client of a federation must use the same).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Training settings.
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Where to write the trained model (safetensors, PyTorch layout).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fusion interpolate`.
+#[derive(Debug, Args)]
+pub struct InterpolateArgs {
+    /// Model A (λ = 0), safetensors.
+    #[arg(long)]
+    pub a: PathBuf,
+    /// Model B (λ = 1), safetensors.
+    #[arg(long)]
+    pub b: PathBuf,
+    /// The data: test set for the curves, training set for activation matching.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Alignment methods, comma-separated: naive, weight, activation.
+    #[arg(long, default_value = "naive,weight,activation")]
+    pub method: String,
+    /// Number of λ values from 0 to 1 (odd counts include 0.5).
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+    /// Where evaluation and matching run.
+    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    pub backend: ComputeBackend,
+    /// Seed of weight matching's permutation order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Directory for curves (JSON, CSV) and the plot (SVG, PNG).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the results as JSON on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fusion experiment …`.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Train A and B on two shards, then compare A, B, their naive average,
+    /// weight- and activation-matched merges and their ensemble on the full test set.
+    SplitMerge(SplitMergeArgs),
+}
+
+/// `fusion experiment split-merge` (and, with other defaults, `fusion demo`).
+#[derive(Debug, Args)]
+pub struct SplitMergeArgs {
+    /// The data.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// How the training set is dealt to A and B: `biased:P` (the paper's),
+    /// `classes:0-4/5-9`, `dirichlet:ALPHA` or `iid`.
+    #[arg(long, default_value = "biased:0.8", value_parser = parse_split)]
+    pub split: Split,
+    /// Seed of the split.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Training settings of both models.
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// λ values of the interpolation curves in the plot.
+    #[arg(long, default_value_t = 11)]
+    pub steps: usize,
+    /// Directory for results (JSON, CSV), the plot and the two models.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the results as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fusion demo`: split-merge on the embedded data with fixed defaults.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Passes over each shard.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Seeds initial weights, shuffling and the split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where training runs.
+    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    pub backend: ComputeBackend,
+    /// Directory for the results, the plot and the two models.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
+}
+
+fn parse_dataset(s: &str) -> Result<DataSource, String> {
+    s.parse().map_err(|e: fusion_data::DataError| e.to_string())
+}
+
+fn parse_split(s: &str) -> Result<Split, String> {
+    s.parse().map_err(|e: fusion_data::DataError| e.to_string())
+}
+
+fn parse_shard(s: &str) -> Result<ShardRef, String> {
+    s.parse().map_err(|e: fusion_data::DataError| e.to_string())
+}
+
+fn parse_model(s: &str) -> Result<MlpArchitecture, String> {
+    s.parse()
+        .map_err(|e: fusion_models::ModelError| e.to_string())
+}
+
+fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {
+    s.parse()
+        .map_err(|e: fusion_train::TrainError| e.to_string())
 }
 
 fn parse_backend(s: &str) -> Result<ComputeBackend, String> {

@@ -51,9 +51,13 @@ fn one_line_panics() {
 /// when it then succeeds, so its HAL is silenced unless asked for.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wgpu_hal=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// Warnings, plus per-epoch training lines (shown when no progress bar is
+/// drawn) and experiment milestones.
+const DEFAULT_LOG: &str = "warn,fusion_train=info,fusion_experiments=info,wgpu_hal=off";

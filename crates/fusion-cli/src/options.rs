@@ -30,3 +30,25 @@ impl Matching {
         })
     }
 }
+
+/// A training configuration from the shared training flags.
+pub fn train_config(args: &crate::cli::TrainingArgs, label: &str) -> fusion_train::TrainConfig {
+    fusion_train::TrainConfig {
+        epochs: args.epochs,
+        batch: usize::try_from(args.batch).unwrap_or(usize::MAX),
+        lr: args.lr,
+        optimizer: args.optimizer,
+        seed: args.seed,
+        proximal_mu: 0.0,
+        progress: !args.no_progress,
+        label: label.into(),
+    }
+}
+
+/// Loads a dataset, saying which one in the error.
+pub fn load_data(source: &fusion_data::DataSource) -> Result<fusion_data::TrainTest> {
+    use anyhow::Context;
+    source
+        .load()
+        .with_context(|| format!("cannot load dataset `{source}`"))
+}

@@ -2,14 +2,18 @@
 
 mod align;
 mod bench;
-mod demo;
+mod bench_train;
+mod experiment;
 mod inspect;
+mod interpolate;
 mod merge;
+mod outputs;
 mod report;
+mod train;
 
 use anyhow::Result;
 
-use crate::cli::{BenchCommand, Command};
+use crate::cli::{BenchCommand, Command, ExperimentCommand};
 
 /// Runs a parsed command.
 pub fn run(command: Command) -> Result<()> {
@@ -18,6 +22,12 @@ pub fn run(command: Command) -> Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(BenchCommand::Align(args)) => bench::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Interpolate(args) => interpolate::run(args),
+        Command::Experiment(ExperimentCommand::SplitMerge(args)) => {
+            experiment::run_split_merge(args)
+        }
+        Command::Demo(args) => experiment::run_demo(args),
     }
 }

@@ -1,0 +1,247 @@
+//! `fusion train`, `interpolate` and `experiment split-merge` end to end on
+//! the embedded data, with small models so that they run in seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fusion-cli-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn fusion(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fusion"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run fusion")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("stdout is one JSON value")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+const SMALL: [&str; 6] = [
+    "--model",
+    "mlp:32x2",
+    "--epochs",
+    "1",
+    "--no-progress",
+    "--batch=250",
+];
+
+#[test]
+fn train_then_interpolate() {
+    let dir = scratch("pipeline");
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    let mut args = vec![
+        "train",
+        "--shard",
+        "0/2",
+        "--split",
+        "iid",
+        "--seed",
+        "1",
+        "--json",
+        "--out",
+        s(&a),
+    ];
+    args.extend(SMALL);
+    let report = json(&fusion(&args));
+    assert_eq!(report["examples"], 6000, "{report}");
+    assert!(
+        report["test_accuracy"].as_f64().expect("accuracy") > 0.3,
+        "{report}"
+    );
+    let mut args = vec!["train", "--seed", "2", "--out", s(&b)];
+    args.extend(SMALL);
+    let text = ok(&fusion(&args));
+    assert!(
+        text.contains("12000 examples") && text.contains("test accuracy"),
+        "{text}"
+    );
+
+    let out_dir = dir.join("interp");
+    let text = ok(&fusion(&[
+        "interpolate",
+        "--a",
+        s(&a),
+        "--b",
+        s(&b),
+        "--steps",
+        "3",
+        "--out",
+        s(&out_dir),
+    ]));
+    for needle in ["naive", "weight", "activation", "loss barrier"] {
+        assert!(text.contains(needle), "missing {needle}: {text}");
+    }
+    for file in [
+        "curves.json",
+        "curves.csv",
+        "interpolation.svg",
+        "interpolation.png",
+    ] {
+        assert!(out_dir.join(file).is_file(), "{file} not written");
+    }
+    let curves: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("curves.json")).expect("read"))
+            .expect("json");
+    assert_eq!(curves["curves"].as_array().map(Vec::len), Some(3));
+
+    let only = json(&fusion(&[
+        "interpolate",
+        "--a",
+        s(&a),
+        "--b",
+        s(&b),
+        "--steps",
+        "3",
+        "--method",
+        "weight",
+        "--json",
+        "--out",
+        s(&out_dir),
+    ]));
+    assert_eq!(only["curves"][0]["method"], "weight");
+}
+
+#[test]
+fn split_merge_writes_table_results_plot_and_models() {
+    let dir = scratch("split-merge");
+    let mut args = vec![
+        "experiment",
+        "split-merge",
+        "--split",
+        "classes:0-4/5-9",
+        "--steps",
+        "3",
+        "--out",
+        s(&dir),
+    ];
+    args.extend(SMALL);
+    let text = ok(&fusion(&args));
+    for needle in [
+        "model A",
+        "naive average",
+        "weight-matched merge",
+        "activation-matched merge",
+        "ensemble",
+        "lower test loss than both",
+    ] {
+        assert!(text.contains(needle), "missing {needle}: {text}");
+    }
+    for file in [
+        "results.json",
+        "results.csv",
+        "curves.csv",
+        "split-merge.svg",
+        "split-merge.png",
+        "model-a.safetensors",
+        "model-b.safetensors",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} not written");
+    }
+}
+
+#[test]
+fn bad_data_flags_fail_with_one_clear_line() {
+    let dir = scratch("errors");
+    let out = dir.join("m.safetensors");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["train", "--dataset", "imagenet", "--out", s(&out)],
+            "expected `embedded`",
+        ),
+        (
+            &[
+                "train",
+                "--dataset",
+                "mnist:/nonexistent/mnist",
+                "--out",
+                s(&out),
+            ],
+            "/nonexistent/mnist/train-images-idx3-ubyte",
+        ),
+        (
+            &[
+                "train",
+                "--split",
+                "biased:2",
+                "--shard",
+                "0/2",
+                "--out",
+                s(&out),
+            ],
+            "must be in",
+        ),
+        (&["train", "--shard", "2/2", "--out", s(&out)], "0 <= i < N"),
+        (
+            &["train", "--model", "cnn", "--out", s(&out)],
+            "expected `mlp`",
+        ),
+    ];
+    for (args, needle) in cases {
+        let result = fusion(args);
+        assert!(!result.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&result.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!out.exists(), "nothing is written when the input is bad");
+
+    // An interpolation between models of different widths names the problem.
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    ok(&fusion(&[
+        "train",
+        "--model",
+        "mlp:16",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--out",
+        s(&a),
+    ]));
+    ok(&fusion(&[
+        "train",
+        "--model",
+        "mlp:24",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--out",
+        s(&b),
+    ]));
+    let result = fusion(&[
+        "interpolate",
+        "--a",
+        s(&a),
+        "--b",
+        s(&b),
+        "--steps",
+        "3",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(!result.status.success());
+    let err = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        err.starts_with("error:") && err.lines().count() == 1,
+        "{err}"
+    );
+}
