@@ -16,7 +16,7 @@ const CLASSES: usize = 10;
 
 /// Parses the bytes of one CIFAR-10 batch file. `path` names it in errors.
 pub fn parse_cifar_batch(bytes: &[u8], path: &Path) -> Result<Dataset> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
             expected: bytes.len().div_ceil(RECORD).max(1) * RECORD,

@@ -49,7 +49,7 @@ impl FromStr for Split {
             let v: f64 = a
                 .parse()
                 .map_err(|_| bad(format!("`{a}` is not a number")))?;
-            if !(v > lo && v <= hi) || !v.is_finite() {
+            if !(v > lo && v <= hi && v.is_finite()) {
                 return Err(bad(format!("{what} must be in ({lo}, {hi}], got {v}")));
             }
             Ok(v)
@@ -63,7 +63,7 @@ impl FromStr for Split {
                     .ok_or_else(|| bad("`classes` needs label groups: `classes:0-4/5-9`".into()))?;
                 let groups = a
                     .split('/')
-                    .map(|g| parse_labels(g).map_err(|r| bad(r)))
+                    .map(|g| parse_labels(g).map_err(&bad))
                     .collect::<Result<Vec<_>>>()?;
                 if groups.len() < 2 {
                     return Err(bad("give at least two label groups separated by `/`".into()));

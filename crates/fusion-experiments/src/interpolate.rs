@@ -25,6 +25,11 @@ pub struct Curve {
     pub barrier: f64,
     /// Test metrics at λ = 0.5: the merged model.
     pub midpoint: Metrics,
+    /// The interior λ (strictly between 0 and 1) with the lowest test loss,
+    /// and its metrics: a merge need not be best at the midpoint.
+    pub best_lambda: f64,
+    /// Test metrics at [`Curve::best_lambda`].
+    pub best: Metrics,
     /// Fraction of hidden units the alignment moved.
     pub moved: f64,
     /// Seconds spent aligning.
@@ -92,12 +97,20 @@ pub fn interpolate(
             Some(i) => test[i],
             None => eval(&lerp(a, &aligned.b, 0.5)?)?,
         };
+        let (best_lambda, best) = grid
+            .iter()
+            .zip(&test)
+            .filter(|(l, _)| **l > 0.0 && **l < 1.0)
+            .min_by(|a, b| a.1.loss.total_cmp(&b.1.loss))
+            .map_or((0.5, midpoint), |(&l, &m)| (l, m));
         curves.push(Curve {
             method,
             lambdas: grid.clone(),
             test,
             barrier,
             midpoint,
+            best_lambda,
+            best,
             moved: aligned.moved,
             align_seconds: aligned.seconds,
         });

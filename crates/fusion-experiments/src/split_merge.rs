@@ -59,6 +59,9 @@ pub struct SplitMergeReport {
     /// The paper's claim: the weight-matched merge has lower test loss than
     /// both A and B.
     pub merged_beats_both: bool,
+    /// The same claim for the best interior point of the weight-matched
+    /// line: λ, its test loss, and whether that loss is below both ends.
+    pub best_weight_matched: (f64, f64, bool),
     /// The trained models A and B, for writing out (not part of the JSON).
     #[serde(skip)]
     pub models: [ParamSet; 2],
@@ -133,10 +136,12 @@ pub fn split_merge(
     let weight = interpolation
         .curves
         .iter()
-        .find(|c| c.method == Method::Weight)
-        .map(|c| c.midpoint.loss)
-        .unwrap_or(f64::INFINITY);
-    let merged_beats_both = weight < interpolation.a.loss && weight < interpolation.b.loss;
+        .find(|c| c.method == Method::Weight);
+    let below_both = |loss: f64| loss < interpolation.a.loss && loss < interpolation.b.loss;
+    let merged_beats_both = weight.is_some_and(|c| below_both(c.midpoint.loss));
+    let best_weight_matched = weight.map_or((0.5, f64::INFINITY, false), |c| {
+        (c.best_lambda, c.best.loss, below_both(c.best.loss))
+    });
     let mut training = summaries.into_iter();
     let (ta, tb) = (training.next(), training.next());
     let (Some(ta), Some(tb)) = (ta, tb) else {
@@ -151,6 +156,7 @@ pub fn split_merge(
         rows,
         interpolation,
         merged_beats_both,
+        best_weight_matched,
         models: [pa, pb],
     })
 }

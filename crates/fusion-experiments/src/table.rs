@@ -92,14 +92,17 @@ pub fn split_merge_table(report: &SplitMergeReport) -> String {
             row.test.accuracy * 100.0
         );
     }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let (lambda, loss, best) = report.best_weight_matched;
     let _ = writeln!(
         out,
-        "weight-matched merge has lower test loss than both A and B: {}",
-        if report.merged_beats_both {
-            "yes"
-        } else {
-            "no"
-        }
+        "weight-matched merge (λ = 0.5) has lower test loss than both A and B: {}",
+        yes(report.merged_beats_both)
+    );
+    let _ = writeln!(
+        out,
+        "best point of the weight-matched line: λ = {lambda:.2}, test loss {loss:.4}, lower than both: {}",
+        yes(best)
     );
     out
 }

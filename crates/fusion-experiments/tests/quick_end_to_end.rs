@@ -92,6 +92,7 @@ fn weight_matching_lowers_the_barrier_between_independent_models() {
         assert_eq!(c.test[0], result.a);
         assert_eq!(c.test[4], result.b);
         assert_eq!(c.midpoint, c.test[2]);
+        assert!(c.best_lambda > 0.0 && c.best_lambda < 1.0 && c.best.loss <= c.midpoint.loss);
         assert!(c.barrier >= 0.0);
     }
     let naive_curve = &result.curves[0];

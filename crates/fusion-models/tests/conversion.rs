@@ -27,7 +27,7 @@ fn batch(n: usize, features: usize, seed: u64) -> Tensor<2> {
 }
 
 fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().into_vec::<f32>().expect("f32 data")
+    t.into_data().try_into_vec::<f32>().expect("f32 data")
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

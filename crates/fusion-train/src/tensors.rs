@@ -18,6 +18,6 @@ pub fn targets(y: &[u8], device: &Device) -> Tensor<1, Int> {
 pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .unwrap_or_default()
 }

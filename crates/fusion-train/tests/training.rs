@@ -183,7 +183,7 @@ fn live_units(model: &Mlp, data: &Dataset) -> Vec<Vec<bool>> {
         .into_iter()
         .map(|h| {
             let [n, w] = h.dims();
-            let v = h.into_data().into_vec::<f32>().expect("f32");
+            let v = h.into_data().try_into_vec::<f32>().expect("f32");
             (0..w)
                 .map(|j| (0..n).any(|i| v[i * w + j] != v[j]))
                 .collect()
