@@ -36,8 +36,15 @@ pub fn evaluate_ensemble(
     if data.is_empty() {
         return Err(TrainError::EmptyData("evaluation data"));
     }
-    if let Some(m) = models.first() {
-        m.check_data(data.features(), data.classes())?;
+    if models.is_empty() {
+        return Err(TrainError::BadSetting {
+            name: "models",
+            value: "none".into(),
+            reason: "an ensemble needs at least one model".into(),
+        });
+    }
+    for model in models {
+        model.check_data(data.features(), data.classes())?;
     }
     let classes = data.classes();
     let (mut loss, mut correct) = (0.0f64, 0usize);

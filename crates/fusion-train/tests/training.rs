@@ -259,6 +259,12 @@ fn bad_settings_and_mismatched_data_are_refused() {
         train(model(), &empty, &quick(1), &device()),
         Err(TrainError::EmptyData(_))
     ));
+    let small_model = Mlp::init(&[784, 8, 10], 0, &device());
+    let wrong_width = Mlp::init(&[700, 8, 10], 0, &device());
+    let err = evaluate_ensemble(&[&small_model, &wrong_width], &data.test, &device())
+        .expect_err("second model");
+    assert!(err.to_string().contains("700 input features"), "{err}");
+    assert!(evaluate_ensemble(&[], &data.test, &device()).is_err());
     let wrong = Mlp::init(&[100, 8, 10], 0, &device());
     let err = train(wrong, &data.train, &quick(1), &device()).expect_err("input width");
     assert!(err.to_string().contains("100 input features"), "{err}");
