@@ -1,31 +1,15 @@
 //! The `fusion` binary end to end: outputs, JSON, and one-line errors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod common;
+use common::{fusion, s, scratch};
 
 use fusion_core::{ParamSet, infer_mlp_spec, synthetic};
 
-/// A fresh directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fusion-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
-fn fusion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fusion"))
-        .args(args)
-        .output()
-        .expect("run fusion")
-}
-
 fn write(path: &Path, set: &ParamSet) {
     std::fs::write(path, set.to_safetensors().expect("encode")).expect("write");
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// A and B = A with hidden units permuted.

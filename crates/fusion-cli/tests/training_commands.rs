@@ -1,23 +1,10 @@
 //! `fusion train`, `interpolate` and `experiment split-merge` end to end on
 //! the embedded data, with small models so that they run in seconds.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fusion-cli-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
-fn fusion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fusion"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run fusion")
-}
+mod common;
+use common::{fusion, s, scratch};
 
 fn ok(out: &Output) -> String {
     assert!(
@@ -30,10 +17,6 @@ fn ok(out: &Output) -> String {
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("stdout is one JSON value")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 const SMALL: [&str; 6] = [
