@@ -11,4 +11,4 @@ mod mlp;
 
 pub use architecture::MlpArchitecture;
 pub use error::ModelError;
-pub use mlp::Mlp;
+pub use mlp::{Mlp, host};

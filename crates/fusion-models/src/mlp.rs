@@ -223,8 +223,9 @@ fn is_layer_tensor(name: &str, count: usize) -> bool {
     matches!(kind, "weight" | "bias") && index.parse::<usize>().is_ok_and(|i| i < count)
 }
 
-/// A tensor's values on the host, in row-major order.
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+/// A tensor's values on the host as `f32`, in row-major order: how
+/// parameters leave a device, and how training reads logits and statistics.
+pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()

@@ -14,10 +14,4 @@ pub fn targets(y: &[u8], device: &Device) -> Tensor<1, Int> {
     Tensor::<1, Int>::from_data(TensorData::new(y, [n]), device)
 }
 
-/// A tensor's values on the host, row-major.
-pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default()
-}
+pub use fusion_models::host;
