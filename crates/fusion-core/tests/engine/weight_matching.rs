@@ -1,7 +1,7 @@
 //! Weight matching: planted permutations come back exactly, and the
 //! objective never decreases.
 
-mod common;
+use crate::common;
 
 use fusion_core::{ComputeBackend, Device, MatchOptions, infer_mlp_spec, weight_matching};
 

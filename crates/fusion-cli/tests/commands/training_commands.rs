@@ -3,8 +3,7 @@
 
 use std::process::Output;
 
-mod common;
-use common::{fusion, s, scratch};
+use crate::common::{fusion, s, scratch};
 
 fn ok(out: &Output) -> String {
     assert!(

@@ -1,7 +1,7 @@
 //! Each spec validation error is raised with a message naming the tensor
 //! and axis.
 
-mod common;
+use crate::common;
 
 use fusion_core::PermutationSpec;
 

@@ -1,7 +1,7 @@
 //! Merging strategies: exact averages, alignment that undoes permutations,
 //! and equality with FedAvg when nothing needs aligning.
 
-mod common;
+use crate::common;
 
 use fusion_core::{
     AlignToReference, ComputeBackend, MatchOptions, MergeMany, ParamSet, SpecSource, Strategy,

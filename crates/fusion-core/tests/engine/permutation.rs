@@ -1,6 +1,6 @@
 //! Applying permutations: the permuted model computes the same function.
 
-mod common;
+use crate::common;
 
 use fusion_core::{ParamSet, ParamTensor, PermutationSpec, infer_mlp_spec};
 

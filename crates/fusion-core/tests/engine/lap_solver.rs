@@ -1,7 +1,7 @@
 //! The assignment solver against brute force and against an independent
 //! solver (the scipy port in the `lsap` crate).
 
-mod common;
+use crate::common;
 
 use fusion_core::{LapSolver, Sense};
 use rand::RngExt;

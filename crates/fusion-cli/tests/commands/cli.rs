@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-mod common;
-use common::{fusion, s, scratch};
+use crate::common::{fusion, s, scratch};
 
 use fusion_core::{ParamSet, infer_mlp_spec, synthetic};
 
