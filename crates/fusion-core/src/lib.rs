@@ -59,6 +59,7 @@ pub use merge::{
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,
+    safetensors_metadata,
 };
 pub use perm::{PermError, Permutation};
 pub use spec::{

@@ -91,6 +91,17 @@ impl ParamSet {
     /// Writes the set as safetensors bytes: float tensors as F32, carried
     /// tensors as they came.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, ParamsError> {
+        self.to_safetensors_with_metadata(None)
+    }
+
+    /// [`ParamSet::to_safetensors`] with string metadata in the header
+    /// (`__metadata__`), which travels inside the one file: the federated
+    /// server stores the round a global model belongs to there, so the model
+    /// and its round can never disagree after a crash.
+    pub fn to_safetensors_with_metadata(
+        &self,
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Vec<u8>, ParamsError> {
         let floats = self.iter().map(|(name, t)| {
             (
                 name.to_owned(),
@@ -111,7 +122,7 @@ impl ParamSet {
                 },
             )
         });
-        safetensors::serialize(floats.chain(raws), None)
+        safetensors::serialize(floats.chain(raws), metadata)
             .map_err(|e| ParamsError::Safetensors(e.to_string()))
     }
 }
@@ -149,6 +160,15 @@ impl View for Entry<'_> {
     fn data_len(&self) -> usize {
         self.bytes.len()
     }
+}
+
+/// The `__metadata__` map of a safetensors file (empty when it has none).
+pub fn safetensors_metadata(
+    bytes: &[u8],
+) -> Result<std::collections::HashMap<String, String>, ParamsError> {
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| ParamsError::Safetensors(e.to_string()))?;
+    Ok(metadata.metadata().clone().unwrap_or_default())
 }
 
 #[cfg(test)]

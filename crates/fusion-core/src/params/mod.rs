@@ -8,7 +8,7 @@ mod set;
 mod tensor;
 
 pub use error::ParamsError;
-pub use io::{TensorInfo, describe_safetensors};
+pub use io::{TensorInfo, describe_safetensors, safetensors_metadata};
 pub use natural::natural_cmp;
 pub use set::{ParamSet, RawTensor};
 pub use tensor::ParamTensor;
