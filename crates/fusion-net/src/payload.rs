@@ -1,0 +1,286 @@
+//! A model as it travels: tensor manifest, raw little-endian bytes, hash.
+
+use bytes::Bytes;
+use fusion_core::{ParamSet, ParamTensor, natural_cmp};
+use sha2::{Digest, Sha256};
+
+use crate::error::WireError;
+use crate::pb;
+
+/// The only dtype of protocol version 1.
+pub const F32: &str = "F32";
+
+/// A model ready to send, or just received and verified: its manifest
+/// (names, dtype, shapes, in order), the tensors' bytes concatenated in
+/// that order, and the SHA-256 of those bytes.
+///
+/// Encoding once and slicing the shared [`Bytes`] lets a server stream the
+/// same global model to many clients without copying it per client.
+#[derive(Clone, Debug)]
+pub struct Payload {
+    /// Tensors in payload order.
+    pub manifest: Vec<pb::TensorMeta>,
+    /// Raw little-endian F32 data.
+    pub bytes: Bytes,
+    /// SHA-256 of `bytes`, lowercase hex.
+    pub sha256: String,
+}
+
+impl Payload {
+    /// Encodes a parameter set. Non-F32 pass-through tensors have no place
+    /// in protocol version 1, so a set holding any is refused.
+    pub fn from_params(params: &ParamSet) -> Result<Self, WireError> {
+        if let Some((name, _)) = params.passthrough().first() {
+            return Err(WireError::Unsendable(format!(
+                "tensor `{name}` is not F32; protocol version 1 carries F32 tensors only"
+            )));
+        }
+        let mut manifest = Vec::with_capacity(params.len());
+        let mut bytes = Vec::with_capacity(params.numel() * 4);
+        // Canonical order (natural sort of names), so the same tensors give
+        // the same manifest and hash however the set was built or read.
+        let mut tensors: Vec<_> = params.iter().collect();
+        tensors.sort_by(|a, b| natural_cmp(a.0, b.0));
+        for (name, tensor) in tensors {
+            manifest.push(pb::TensorMeta {
+                name: name.to_owned(),
+                dtype: F32.to_owned(),
+                shape: tensor.shape().iter().map(|&d| d as u64).collect(),
+            });
+            for value in tensor.data() {
+                bytes.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        let sha256 = sha256_hex(&bytes);
+        Ok(Self {
+            manifest,
+            bytes: Bytes::from(bytes),
+            sha256,
+        })
+    }
+
+    /// The header chunk announcing this payload.
+    pub fn header(&self, round: u32, client_id: &str, examples: u64) -> pb::Header {
+        pb::Header {
+            round,
+            client_id: client_id.to_owned(),
+            examples,
+            manifest: self.manifest.clone(),
+            payload_bytes: self.bytes.len() as u64,
+            sha256: self.sha256.clone(),
+        }
+    }
+
+    /// The header, then the data in chunks of `chunk_bytes` (at least 1).
+    /// The chunks share this payload's buffer.
+    pub fn chunks(
+        &self,
+        header: pb::Header,
+        chunk_bytes: usize,
+    ) -> impl Iterator<Item = pb::Chunk> + Send + 'static {
+        let step = chunk_bytes.max(1);
+        let bytes = self.bytes.clone();
+        let first = pb::Chunk {
+            part: Some(pb::chunk::Part::Header(header)),
+        };
+        let data = (0..bytes.len()).step_by(step).map(move |start| {
+            let end = (start + step).min(bytes.len());
+            pb::Chunk {
+                part: Some(pb::chunk::Part::Data(bytes.slice(start..end))),
+            }
+        });
+        std::iter::once(first).chain(data)
+    }
+
+    /// Decodes the parameters, refusing NaN and infinities (naming the
+    /// tensor and element), so a poisoned update never reaches an average.
+    pub fn to_params(&self) -> Result<ParamSet, WireError> {
+        let expected = manifest_bytes(&self.manifest)?;
+        if expected != self.bytes.len() as u64 {
+            return Err(WireError::Truncated {
+                received: self.bytes.len() as u64,
+                expected,
+            });
+        }
+        let mut params = ParamSet::new();
+        let mut offset = 0usize;
+        for meta in &self.manifest {
+            let shape: Vec<usize> = meta.shape.iter().map(|&d| d as usize).collect();
+            let numel: usize = shape.iter().product();
+            let raw = &self.bytes[offset..offset + numel * 4];
+            offset += numel * 4;
+            let data: Vec<f32> = raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+                return Err(WireError::NonFinite {
+                    name: meta.name.clone(),
+                    index,
+                    value: data[index],
+                });
+            }
+            let tensor = ParamTensor::new(&meta.name, shape, data)
+                .map_err(|e| WireError::Manifest(e.to_string()))?;
+            params
+                .insert(&meta.name, tensor)
+                .map_err(|e| WireError::Manifest(e.to_string()))?;
+        }
+        Ok(params)
+    }
+}
+
+/// Bytes a manifest describes, refusing dtypes other than F32 and sizes
+/// that overflow (a hostile header cannot make the receiver allocate).
+pub fn manifest_bytes(manifest: &[pb::TensorMeta]) -> Result<u64, WireError> {
+    let mut total: u64 = 0;
+    for meta in manifest {
+        if meta.dtype != F32 {
+            return Err(WireError::Dtype {
+                name: meta.name.clone(),
+                dtype: meta.dtype.clone(),
+            });
+        }
+        let numel = meta
+            .shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| n.checked_mul(4))
+            .ok_or_else(|| {
+                WireError::Manifest(format!("tensor `{}` has an impossible shape", meta.name))
+            })?;
+        total = total
+            .checked_add(numel)
+            .ok_or_else(|| WireError::Manifest("manifest size overflows".into()))?;
+    }
+    Ok(total)
+}
+
+/// Checks that `got` describes exactly the tensors of `expected`, naming
+/// the first difference.
+pub fn check_manifest(
+    expected: &[pb::TensorMeta],
+    got: &[pb::TensorMeta],
+) -> Result<(), WireError> {
+    for (i, (e, g)) in expected.iter().zip(got).enumerate() {
+        if e.name != g.name {
+            return Err(WireError::Manifest(format!(
+                "tensor {i} is `{}`, expected `{}`",
+                g.name, e.name
+            )));
+        }
+        if e.dtype != g.dtype {
+            return Err(WireError::Dtype {
+                name: g.name.clone(),
+                dtype: g.dtype.clone(),
+            });
+        }
+        if e.shape != g.shape {
+            return Err(WireError::Manifest(format!(
+                "tensor `{}` has shape {:?}, expected {:?}",
+                g.name, g.shape, e.shape
+            )));
+        }
+    }
+    if expected.len() != got.len() {
+        return Err(WireError::Manifest(format!(
+            "{} tensors, expected {}",
+            got.len(),
+            expected.len()
+        )));
+    }
+    Ok(())
+}
+
+/// SHA-256 of a manifest's names, dtypes and shapes: what a client sends at
+/// `Join` so that a server refuses a different architecture up front.
+pub fn manifest_hash(manifest: &[pb::TensorMeta]) -> String {
+    let mut hasher = Sha256::new();
+    for meta in manifest {
+        hasher.update(meta.name.as_bytes());
+        hasher.update([0]);
+        hasher.update(meta.dtype.as_bytes());
+        for d in &meta.shape {
+            hasher.update(d.to_le_bytes());
+        }
+        hasher.update([0xff]);
+    }
+    hex(&hasher.finalize())
+}
+
+/// SHA-256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub(crate) fn hex(digest: &[u8]) -> String {
+    use std::fmt::Write;
+    digest.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ParamSet {
+        fusion_core::synthetic::random_mlp(&[5, 7, 3], 1)
+    }
+
+    #[test]
+    fn round_trips_bit_for_bit_through_chunks() {
+        let params = model();
+        let payload = Payload::from_params(&params).expect("encodes");
+        let header = payload.header(3, "c", 10);
+        let chunks: Vec<_> = payload.chunks(header, 16).collect();
+        // 5*7+7+7*3+3 = 66 floats = 264 bytes = 17 data chunks of ≤ 16.
+        assert_eq!(chunks.len(), 1 + 17);
+        let mut it = chunks.into_iter();
+        let mut asm =
+            crate::Assembler::start(it.next().expect("header"), u64::MAX).expect("header ok");
+        for c in it {
+            asm.push(c).expect("data ok");
+        }
+        let got = asm.finish().expect("verifies");
+        assert_eq!(got.header.round, 3);
+        assert_eq!(got.payload.to_params().expect("decodes"), params);
+    }
+
+    #[test]
+    fn non_finite_values_are_named() {
+        let mut params = model();
+        let at = params
+            .position("layers.0.bias")
+            .expect("named like PyTorch");
+        params.at_mut(at).data_mut()[2] = f32::NAN;
+        let payload = Payload::from_params(&params).expect("encodes");
+        let err = payload.to_params().expect_err("NaN refused").to_string();
+        assert!(
+            err.contains("layers.0.bias") && err.contains("element 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn manifest_differences_are_named() {
+        let a = Payload::from_params(&model()).expect("a");
+        let b =
+            Payload::from_params(&fusion_core::synthetic::random_mlp(&[5, 8, 3], 1)).expect("b");
+        let err = check_manifest(&a.manifest, &b.manifest).expect_err("differs");
+        assert!(err.to_string().contains("layers.0.weight"), "{err}");
+        assert_ne!(manifest_hash(&a.manifest), manifest_hash(&b.manifest));
+        assert!(check_manifest(&a.manifest, &a.manifest).is_ok());
+    }
+
+    #[test]
+    fn hostile_shapes_do_not_overflow() {
+        let meta = pb::TensorMeta {
+            name: "x".into(),
+            dtype: F32.into(),
+            shape: vec![u64::MAX, 2],
+        };
+        assert!(manifest_bytes(&[meta]).is_err());
+    }
+}
