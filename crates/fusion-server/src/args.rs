@@ -1,0 +1,181 @@
+//! Command-line flags. Each also reads an environment variable
+//! (`FUSION_…`), and any flag given overrides the `--config` file, which
+//! overrides the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{Init, Reference, ServerConfig, StrategyName};
+use crate::error::ServerError;
+
+/// `fusion-server`: the aggregator of a Fusion federation.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fusion-server", version, about, long_about = None)]
+pub struct ServerArgs {
+    /// TOML file with settings (keys as in `ServerConfig`); flags win.
+    #[arg(long, env = "FUSION_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// gRPC address [default: 127.0.0.1:50051].
+    #[arg(long, env = "FUSION_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Rounds to run [default: 3].
+    #[arg(long, env = "FUSION_ROUNDS")]
+    pub rounds: Option<u32>,
+    /// Live clients needed to open a round [default: 2].
+    #[arg(long, env = "FUSION_MIN_CLIENTS")]
+    pub min_clients: Option<u32>,
+    /// Updates needed to close a round at its deadline [default: min-clients].
+    #[arg(long, env = "FUSION_MIN_UPDATES")]
+    pub min_updates: Option<u32>,
+    /// Fraction of live clients sampled per round [default: 1].
+    #[arg(long, env = "FUSION_FRACTION")]
+    pub fraction: Option<f64>,
+    /// Seconds a round stays open [default: 600].
+    #[arg(long, env = "FUSION_DEADLINE")]
+    pub deadline: Option<f64>,
+    /// fedavg, align or merge-many [default: align].
+    #[arg(long, env = "FUSION_STRATEGY")]
+    pub strategy: Option<StrategyName>,
+    /// What `align` aligns to: global, first or largest [default: global].
+    #[arg(long, env = "FUSION_REFERENCE")]
+    pub reference: Option<Reference>,
+    /// Alignment and evaluation backend: flex, ndarray or wgpu.
+    #[arg(long, env = "FUSION_BACKEND")]
+    pub backend: Option<String>,
+    /// Directory for global.safetensors and rounds.jsonl [default: fusion-state].
+    #[arg(long, env = "FUSION_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Server certificate (PEM): turns TLS on, with --tls-key.
+    #[arg(long, env = "FUSION_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "FUSION_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA for client certificates: turns mutual TLS on.
+    #[arg(long, env = "FUSION_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Bearer token clients must present.
+    #[arg(long, env = "FUSION_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Dataset whose test split scores each round (embedded, fashion-mnist[:DIR], …).
+    #[arg(long, env = "FUSION_TEST_DATA")]
+    pub test_data: Option<String>,
+    /// Model architecture [default: mlp].
+    #[arg(long, env = "FUSION_MODEL")]
+    pub model: Option<String>,
+    /// Input features, when no test data says [default: 784].
+    #[arg(long)]
+    pub inputs: Option<usize>,
+    /// Classes, when no test data says [default: 10].
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// global (server initialises) or clients (cold start) [default: global].
+    #[arg(long, env = "FUSION_INIT")]
+    pub init: Option<Init>,
+    /// Seed of the initial model, sampling and matching [default: 0].
+    #[arg(long, env = "FUSION_SEED")]
+    pub seed: Option<u64>,
+    /// FedProx μ sent to clients [default: 0].
+    #[arg(long, env = "FUSION_PROXIMAL_MU")]
+    pub proximal_mu: Option<f64>,
+    /// Chunk size in bytes, 1-4 MiB [default: 1 MiB].
+    #[arg(long)]
+    pub chunk_bytes: Option<usize>,
+    /// Largest update accepted, in bytes [default: 4 GiB].
+    #[arg(long)]
+    pub max_update_bytes: Option<u64>,
+    /// Uploads received at once [default: 4].
+    #[arg(long)]
+    pub max_concurrent_uploads: Option<usize>,
+    /// Seconds without a call after which a client is not live [default: 60].
+    #[arg(long)]
+    pub client_timeout: Option<f64>,
+    /// Client poll interval in ms [default: 500].
+    #[arg(long)]
+    pub poll_ms: Option<u32>,
+    /// Seconds to keep serving after the last round [default: 5].
+    #[arg(long)]
+    pub finish_grace: Option<f64>,
+    /// Address for Prometheus /metrics (off by default).
+    #[arg(long, env = "FUSION_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "FUSION_JSON_LOGS")]
+    pub json_logs: bool,
+}
+
+impl ServerArgs {
+    /// The configuration: defaults, then the file, then every flag given.
+    pub fn config(&self) -> Result<ServerConfig, ServerError> {
+        let mut c = match &self.config {
+            Some(path) => ServerConfig::from_toml_file(path)?,
+            None => ServerConfig::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $(if let Some(v) = &self.$flag { c.$field = v.clone(); })*
+            };
+        }
+        set!(
+            listen => listen, rounds => rounds, min_clients => min_clients,
+            fraction => fraction, deadline => round_deadline_secs, strategy => strategy,
+            reference => reference, backend => backend, state_dir => state_dir,
+            model => model, inputs => inputs, classes => classes, init => init, seed => seed,
+            proximal_mu => proximal_mu, chunk_bytes => chunk_bytes,
+            max_update_bytes => max_update_bytes,
+            max_concurrent_uploads => max_concurrent_uploads,
+            client_timeout => client_timeout_secs, poll_ms => poll_ms,
+            finish_grace => finish_grace_secs,
+        );
+        macro_rules! set_opt {
+            ($($flag:ident),* $(,)?) => {
+                $(if self.$flag.is_some() { c.$flag = self.$flag.clone(); })*
+            };
+        }
+        set_opt!(
+            min_updates,
+            tls_cert,
+            tls_key,
+            client_ca,
+            token,
+            test_data,
+            metrics_listen
+        );
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("fusion-args-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("server.toml");
+        std::fs::write(
+            &file,
+            "rounds = 7\nmin_clients = 4\nstrategy = \"fedavg\"\n",
+        )
+        .expect("write");
+        let args = ServerArgs::parse_from([
+            "fusion-server",
+            "--config",
+            file.to_str().expect("utf-8"),
+            "--min-clients",
+            "3",
+        ]);
+        let c = args.config().expect("valid");
+        assert_eq!((c.rounds, c.min_clients), (7, 3));
+        assert_eq!(c.strategy, StrategyName::Fedavg);
+        assert_eq!(c.poll_ms, ServerConfig::default().poll_ms);
+        std::fs::write(&file, "rounds = 0\n").expect("write");
+        let err = args.config().expect_err("rounds 0").to_string();
+        assert!(err.contains("rounds"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,397 @@
+//! The server's settings: defaults, a TOML file, then flags and
+//! environment variables on top.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use fusion_core::ComputeBackend;
+use fusion_data::DataSource;
+use fusion_models::MlpArchitecture;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ServerError;
+
+/// How the round's updates become the next global model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyName {
+    /// Weighted average by example count (FedAvg).
+    Fedavg,
+    /// Weight-match each update to the reference, then FedAvg.
+    Align,
+    /// MergeMany: align all updates to each other (keeps every update).
+    MergeMany,
+}
+
+impl StrategyName {
+    /// Every strategy, in the order `fusion simulate` runs them.
+    pub const ALL: [StrategyName; 3] = [Self::Fedavg, Self::Align, Self::MergeMany];
+}
+
+impl FromStr for StrategyName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fedavg" => Ok(Self::Fedavg),
+            "align" => Ok(Self::Align),
+            "merge-many" => Ok(Self::MergeMany),
+            other => Err(format!(
+                "unknown strategy `{other}`; expected fedavg, align or merge-many"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StrategyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fedavg => "fedavg",
+            Self::Align => "align",
+            Self::MergeMany => "merge-many",
+        })
+    }
+}
+
+/// What `align` aligns the updates to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reference {
+    /// The current global model (the default). Falls back to `first` when
+    /// there is none yet (cold start).
+    Global,
+    /// The first update of the round to arrive.
+    First,
+    /// The update with the most examples. It is known only when the round
+    /// closes, so the round's updates are kept in memory until then.
+    Largest,
+}
+
+impl FromStr for Reference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "global" => Ok(Self::Global),
+            "first" => Ok(Self::First),
+            "largest" => Ok(Self::Largest),
+            other => Err(format!(
+                "unknown reference `{other}`; expected global, first or largest"
+            )),
+        }
+    }
+}
+
+/// Where the first global model comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// The server initialises it from `seed`, and every client starts
+    /// round 1 from it (usual federated training).
+    Global,
+    /// Cold start: in round 1 clients bring models trained from their own
+    /// initialisations, and the server merges them; normal rounds follow.
+    /// With one round this is one-shot fusion.
+    Clients,
+}
+
+impl FromStr for Init {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "global" => Ok(Self::Global),
+            "clients" => Ok(Self::Clients),
+            other => Err(format!(
+                "unknown init `{other}`; expected global or clients"
+            )),
+        }
+    }
+}
+
+/// Everything the server needs to run. Field names are the TOML keys; see
+/// `deploy/server.toml` for a commented example.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for gRPC.
+    pub listen: SocketAddr,
+    /// Rounds to run; the server exits 0 after the last.
+    pub rounds: u32,
+    /// Live clients needed before a round opens.
+    pub min_clients: u32,
+    /// Valid updates needed to close a round at its deadline (defaults to
+    /// `min_clients`); with fewer the round is retried.
+    pub min_updates: Option<u32>,
+    /// Fraction of live clients sampled per round (at least `min_clients`).
+    pub fraction: f64,
+    /// Seconds a round stays open.
+    pub round_deadline_secs: f64,
+    /// Aggregation strategy.
+    pub strategy: StrategyName,
+    /// Alignment reference for `align`.
+    pub reference: Reference,
+    /// Device for alignment and server-side evaluation.
+    pub backend: String,
+    /// Where `global.safetensors` and `rounds.jsonl` live.
+    pub state_dir: PathBuf,
+    /// Server certificate (PEM); with `tls_key`, enables TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// Server key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA for client certificates: enables mutual TLS.
+    pub client_ca: Option<PathBuf>,
+    /// Shared bearer token clients must present.
+    pub token: Option<String>,
+    /// Dataset whose test split scores each global model (`embedded`,
+    /// `fashion-mnist`, …); none by default.
+    pub test_data: Option<String>,
+    /// Model architecture (`mlp`, `mlp:512x3`, `mlp:256,128`).
+    pub model: String,
+    /// Input features of the model (784 for 28×28 images); taken from
+    /// `test_data` when that is set.
+    pub inputs: usize,
+    /// Output classes; taken from `test_data` when that is set.
+    pub classes: usize,
+    /// Where the first global model comes from.
+    pub init: Init,
+    /// Seed of the initial global model, of client sampling and matching.
+    pub seed: u64,
+    /// FedProx μ sent to clients (0: plain local training).
+    pub proximal_mu: f64,
+    /// Chunk size for model transfers, 1-4 MiB.
+    pub chunk_bytes: usize,
+    /// Largest update accepted, in bytes.
+    pub max_update_bytes: u64,
+    /// Updates received concurrently; more wait (HTTP/2 flow control holds
+    /// them back), so memory stays bounded.
+    pub max_concurrent_uploads: usize,
+    /// Seconds without a heartbeat after which a client is not live.
+    pub client_timeout_secs: f64,
+    /// Client polling interval, in milliseconds.
+    pub poll_ms: u32,
+    /// After the last round, seconds to keep answering so clients learn the
+    /// run is finished.
+    pub finish_grace_secs: f64,
+    /// Address for the Prometheus `/metrics` endpoint; none by default.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            rounds: 3,
+            min_clients: 2,
+            min_updates: None,
+            fraction: 1.0,
+            round_deadline_secs: 600.0,
+            strategy: StrategyName::Align,
+            reference: Reference::Global,
+            backend: ComputeBackend::default().to_string(),
+            state_dir: PathBuf::from("fusion-state"),
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+            token: None,
+            test_data: None,
+            model: "mlp".into(),
+            inputs: 784,
+            classes: 10,
+            init: Init::Global,
+            seed: 0,
+            proximal_mu: 0.0,
+            chunk_bytes: fusion_net::DEFAULT_CHUNK_BYTES,
+            max_update_bytes: 4 << 30,
+            max_concurrent_uploads: 4,
+            client_timeout_secs: 60.0,
+            poll_ms: 500,
+            finish_grace_secs: 5.0,
+            metrics_listen: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; unknown keys are errors, so typos do not pass.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ServerError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+            what: "config file",
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Checks every setting, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |msg: String| Err(ServerError::Config(msg));
+        if self.rounds == 0 {
+            return bad("rounds must be at least 1".into());
+        }
+        if self.min_clients == 0 {
+            return bad("min_clients must be at least 1".into());
+        }
+        if self.min_updates == Some(0) {
+            return bad("min_updates must be at least 1".into());
+        }
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return bad(format!("fraction must be in (0, 1], got {}", self.fraction));
+        }
+        for (name, v) in [
+            ("round_deadline_secs", self.round_deadline_secs),
+            ("client_timeout_secs", self.client_timeout_secs),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!(
+                    "{name} must be a positive number of seconds, got {v}"
+                ));
+            }
+        }
+        if !(self.finish_grace_secs.is_finite() && self.finish_grace_secs >= 0.0) {
+            return bad("finish_grace_secs must be zero or more".into());
+        }
+        if !(self.proximal_mu.is_finite() && self.proximal_mu >= 0.0) {
+            return bad(format!("proximal_mu must be ≥ 0, got {}", self.proximal_mu));
+        }
+        if !(fusion_net::MIN_CHUNK_BYTES..=fusion_net::MAX_CHUNK_BYTES).contains(&self.chunk_bytes)
+        {
+            return bad(format!(
+                "chunk_bytes must be between {} and {} (1-4 MiB), got {}",
+                fusion_net::MIN_CHUNK_BYTES,
+                fusion_net::MAX_CHUNK_BYTES,
+                self.chunk_bytes
+            ));
+        }
+        if self.max_concurrent_uploads == 0 {
+            return bad("max_concurrent_uploads must be at least 1".into());
+        }
+        if self.poll_ms == 0 {
+            return bad("poll_ms must be at least 1".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("TLS needs both tls_cert and tls_key".into());
+        }
+        if self.client_ca.is_some() && self.tls_cert.is_none() {
+            return bad("client_ca (mutual TLS) needs tls_cert and tls_key".into());
+        }
+        self.backend()?;
+        self.architecture()?;
+        self.test_source()?;
+        Ok(())
+    }
+
+    /// Updates needed to close a round.
+    pub fn min_updates(&self) -> u32 {
+        self.min_updates.unwrap_or(self.min_clients)
+    }
+
+    /// The compute backend.
+    pub fn backend(&self) -> Result<ComputeBackend, ServerError> {
+        self.backend
+            .parse()
+            .map_err(|e| ServerError::Config(format!("backend: {e}")))
+    }
+
+    /// The model architecture.
+    pub fn architecture(&self) -> Result<MlpArchitecture, ServerError> {
+        self.model
+            .parse()
+            .map_err(|e| ServerError::Config(format!("model: {e}")))
+    }
+
+    /// The test dataset, if configured.
+    pub fn test_source(&self) -> Result<Option<DataSource>, ServerError> {
+        self.test_data
+            .as_deref()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| ServerError::Config(format!("test_data: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The round deadline.
+    pub fn round_deadline(&self) -> Duration {
+        Duration::from_secs_f64(self.round_deadline_secs)
+    }
+
+    /// The liveness window.
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.client_timeout_secs)
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls(&self) -> Option<fusion_net::ServerTls> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(fusion_net::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_toml_round_trips() {
+        let config = ServerConfig::default();
+        config.validate().expect("defaults valid");
+        let text = toml::to_string(&config).expect("serialises");
+        let back: ServerConfig = toml::from_str(&text).expect("parses");
+        assert_eq!(back, config);
+    }
+
+    #[test]
+    fn the_documented_example_file_is_valid() {
+        let text = include_str!("../../../deploy/server.toml");
+        let config: ServerConfig = toml::from_str(text).expect("deploy/server.toml parses");
+        config.validate().expect("and is valid");
+        assert_eq!(config.rounds, 10);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let err = toml::from_str::<ServerConfig>("roundz = 3").expect_err("unknown key");
+        assert!(err.to_string().contains("roundz"), "{err}");
+        let bad = ServerConfig {
+            fraction: 1.5,
+            ..ServerConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .expect_err("fraction")
+                .to_string()
+                .contains("fraction")
+        );
+        let bad = ServerConfig {
+            chunk_bytes: 10,
+            ..ServerConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .expect_err("chunk")
+                .to_string()
+                .contains("chunk_bytes")
+        );
+        let bad = ServerConfig {
+            client_ca: Some("ca.pem".into()),
+            ..ServerConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .expect_err("mtls")
+                .to_string()
+                .contains("client_ca")
+        );
+        let parsed: ServerConfig =
+            toml::from_str("strategy = \"merge-many\"\nreference = \"largest\"").expect("parses");
+        assert_eq!(parsed.strategy, StrategyName::MergeMany);
+        assert_eq!(parsed.reference, Reference::Largest);
+    }
+}

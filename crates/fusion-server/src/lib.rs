@@ -1,0 +1,41 @@
+//! # fusion-server
+//!
+//! The aggregator of a Fusion federation. Clients dial in over gRPC
+//! (`proto/fusion/v1/fusion.proto`), train on their own data and stream
+//! their weights back; each round the server verifies every update,
+//! permutation-aligns it to a reference (Git Re-Basin) when the strategy
+//! says so, averages, checkpoints, and opens the next round.
+//!
+//! - [`ServerConfig`]: every setting (TOML file, flags, environment).
+//! - [`Server`]: `Server::new(config, test)?.run(listener, shutdown)`.
+//! - [`RoundRecord`]: one line of `rounds.jsonl`.
+//!
+//! # Layout
+//! - `config`, `args`: settings and the command line.
+//! - `rounds`: who is live, sampled, accepted; the round rules.
+//! - `aggregator`: the strategy on a thread of its own.
+//! - `service`: the gRPC handlers.
+//! - `server`: start-up, resume, the round loop, checkpoints.
+//! - `state_dir`: `global.safetensors` and `rounds.jsonl`, written atomically.
+//! - `metrics`: Prometheus counters and `/metrics`.
+
+#![deny(missing_docs)]
+
+mod aggregator;
+mod args;
+mod config;
+mod error;
+mod metrics;
+mod record;
+mod rounds;
+mod server;
+mod service;
+mod state_dir;
+
+pub use args::ServerArgs;
+pub use config::{Init, Reference, ServerConfig, StrategyName};
+pub use error::ServerError;
+pub use metrics::Metrics;
+pub use record::{ClientRound, RoundRecord};
+pub use server::{RunSummary, Server, build_strategy};
+pub use state_dir::{StateDir, write_atomic};

@@ -1,0 +1,48 @@
+//! One line of `rounds.jsonl`: what a round did.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What one client's update contributed to a round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRound {
+    /// Client id.
+    pub client: String,
+    /// Examples behind the update (its weight).
+    pub examples: u64,
+    /// Fraction of units the aligning strategy moved, per permutation
+    /// (hidden layer). Empty for `fedavg`, all zeros when alignment found
+    /// the identity.
+    pub moved: BTreeMap<String, f64>,
+}
+
+/// A completed round, as appended to `rounds.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundRecord {
+    /// Round number, from 1.
+    pub round: u32,
+    /// Strategy that merged it.
+    pub strategy: String,
+    /// Tries it took (retries happen when too few updates arrived).
+    pub attempts: u32,
+    /// Updates merged.
+    pub clients: u32,
+    /// Examples behind them.
+    pub examples: u64,
+    /// Seconds from the round opening to the new model being saved.
+    pub seconds: f64,
+    /// Seconds spent inside the strategy (alignment and averaging).
+    pub align_seconds: f64,
+    /// Test loss of the new global model, when test data is configured.
+    pub test_loss: Option<f64>,
+    /// Test accuracy of the new global model, when configured.
+    pub test_acc: Option<f64>,
+    /// Mean fraction of units moved, over clients and layers: how far
+    /// models had left the common basin (0 when alignment changed nothing).
+    pub moved_fraction: f64,
+    /// SHA-256 of the new global model's payload.
+    pub global_sha256: String,
+    /// Per-client summary.
+    pub updates: Vec<ClientRound>,
+}

@@ -1,0 +1,362 @@
+//! Round bookkeeping: who is live, who was sampled, what has arrived.
+//! Plain data and decisions, no I/O, so the rules can be tested alone.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fusion_core::ParamSet;
+use fusion_net::{Payload, pb};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use tonic::Status;
+
+use crate::aggregator::Aggregator;
+use crate::config::{Init, ServerConfig};
+
+/// The global model a round starts from.
+#[derive(Debug)]
+pub struct GlobalModel {
+    /// Its parameters.
+    pub params: Arc<ParamSet>,
+    /// Encoded once, streamed to every client.
+    pub payload: Payload,
+}
+
+/// A registered client.
+#[derive(Clone, Debug)]
+pub struct ClientEntry {
+    /// Examples it trains on.
+    pub examples: u64,
+    /// Its last call.
+    pub last_seen: Instant,
+    /// Whether it has been told the run is finished.
+    pub told_finished: bool,
+}
+
+/// The round being collected.
+#[derive(Debug)]
+pub struct OpenRound {
+    /// Which try of this round (retries re-sample).
+    pub attempt: u32,
+    /// Clients asked to train.
+    pub sampled: BTreeSet<String>,
+    /// When the round closes with what it has.
+    pub deadline: Instant,
+    /// Clients whose update was merged.
+    pub accepted: BTreeSet<String>,
+    /// Clients whose upload is being received.
+    pub in_flight: HashSet<String>,
+    /// Folds updates in.
+    pub aggregator: Aggregator,
+    /// Set when the round stops taking updates.
+    pub closing: bool,
+}
+
+/// What the round loop should do next.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing yet.
+    Wait,
+    /// Open the round for these clients.
+    Open(Vec<String>),
+    /// Close the open round and merge.
+    Close(Aggregator),
+    /// Too few updates by the deadline: abandon this try.
+    Retry {
+        /// Updates that had arrived.
+        accepted: usize,
+    },
+    /// The run is over and every live client knows.
+    Exit,
+}
+
+/// The server's mutable state, behind one mutex held only briefly.
+#[derive(Debug)]
+pub struct RoundState {
+    /// Registered clients.
+    pub clients: HashMap<String, ClientEntry>,
+    /// Round being worked on, from 1 (`rounds + 1` once finished).
+    pub round: u32,
+    /// Tries of the current round so far.
+    pub attempts: u32,
+    /// When the current round first opened.
+    pub round_started: Option<Instant>,
+    /// The model the round starts from.
+    pub global: Arc<GlobalModel>,
+    /// The round being collected, if any.
+    pub open: Option<OpenRound>,
+    /// When the last round completed, once it has.
+    pub finished_at: Option<Instant>,
+}
+
+/// The slot an upload holds while its bytes arrive.
+#[derive(Debug)]
+pub struct Ticket {
+    /// The round it is for.
+    pub round: u32,
+    /// The try of the round.
+    pub attempt: u32,
+    /// The client.
+    pub client: String,
+    /// Where the update goes once verified.
+    pub aggregator: Aggregator,
+}
+
+impl RoundState {
+    /// Fresh state at `round` with `global`.
+    pub fn new(round: u32, global: Arc<GlobalModel>, rounds: u32) -> Self {
+        let finished = round > rounds;
+        Self {
+            clients: HashMap::new(),
+            round,
+            attempts: 0,
+            round_started: None,
+            global,
+            open: None,
+            finished_at: finished.then(Instant::now),
+        }
+    }
+
+    /// Whether the last round has completed.
+    pub fn finished(&self) -> bool {
+        self.finished_at.is_some()
+    }
+
+    /// Clients heard from within `timeout`, sorted.
+    pub fn live(&self, now: Instant, timeout: Duration) -> Vec<String> {
+        let mut live: Vec<String> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| now.saturating_duration_since(c.last_seen) <= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        live.sort();
+        live
+    }
+
+    /// Records a call from `client`; false when it never joined.
+    pub fn touch(&mut self, client: &str, now: Instant) -> bool {
+        match self.clients.get_mut(client) {
+            Some(c) => {
+                c.last_seen = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The next instruction for `client`.
+    pub fn instruction(
+        &mut self,
+        client: &str,
+        now: Instant,
+        config: &ServerConfig,
+    ) -> pb::HeartbeatReply {
+        let mut reply = pb::HeartbeatReply {
+            action: pb::Action::Wait as i32,
+            round: self.round.min(config.rounds),
+            from_own_init: false,
+            proximal_mu: config.proximal_mu as f32,
+            deadline_ms: 0,
+            poll_ms: config.poll_ms,
+        };
+        if self.finished() {
+            if let Some(c) = self.clients.get_mut(client) {
+                c.told_finished = true;
+            }
+            reply.action = pb::Action::Finished as i32;
+            return reply;
+        }
+        if let Some(open) = &self.open {
+            reply.deadline_ms = open.deadline.saturating_duration_since(now).as_millis() as u64;
+            let due = !open.closing
+                && open.sampled.contains(client)
+                && !open.accepted.contains(client)
+                && !open.in_flight.contains(client);
+            if due {
+                reply.action = pb::Action::Train as i32;
+                reply.from_own_init = config.init == Init::Clients && self.round == 1;
+            }
+        }
+        reply
+    }
+
+    /// Decides the round loop's next step at `now`.
+    pub fn step(&mut self, now: Instant, config: &ServerConfig) -> Step {
+        if let Some(done) = self.finished_at {
+            let all_told = self
+                .live(now, config.client_timeout())
+                .iter()
+                .all(|id| self.clients.get(id).is_some_and(|c| c.told_finished));
+            let grace = Duration::from_secs_f64(config.finish_grace_secs);
+            return if all_told || now.saturating_duration_since(done) >= grace {
+                Step::Exit
+            } else {
+                Step::Wait
+            };
+        }
+        match &mut self.open {
+            Some(open) if !open.closing => {
+                let complete =
+                    open.accepted.len() == open.sampled.len() && open.in_flight.is_empty();
+                if complete {
+                    open.closing = true;
+                    return Step::Close(open.aggregator.clone());
+                }
+                if now >= open.deadline {
+                    let accepted = open.accepted.len();
+                    if accepted as u32 >= config.min_updates() {
+                        open.closing = true;
+                        return Step::Close(open.aggregator.clone());
+                    }
+                    self.open = None;
+                    return Step::Retry { accepted };
+                }
+                Step::Wait
+            }
+            Some(_) => Step::Wait,
+            None => {
+                let live = self.live(now, config.client_timeout());
+                if (live.len() as u32) < config.min_clients {
+                    return Step::Wait;
+                }
+                Step::Open(sample(
+                    live,
+                    config.fraction,
+                    config.min_clients,
+                    config.seed,
+                    self.round,
+                    self.attempts + 1,
+                ))
+            }
+        }
+    }
+
+    /// Admits the upload announced by `header`, or says exactly why not.
+    /// The second element of the error is the metrics label.
+    pub fn admit(&mut self, header: &pb::Header) -> Result<Ticket, (Status, &'static str)> {
+        let client = header.client_id.clone();
+        if !self.clients.contains_key(&client) {
+            return Err((
+                Status::not_found(format!("client `{client}` has not joined; call Join first")),
+                "unknown_client",
+            ));
+        }
+        if header.round < self.round {
+            return Err((
+                Status::aborted(format!(
+                    "update for round {}, which is over; the current round is {}",
+                    header.round, self.round
+                )),
+                "old_round",
+            ));
+        }
+        if header.round > self.round || self.finished() {
+            return Err((
+                Status::aborted(format!(
+                    "update for round {}, which has not opened; the current round is {}",
+                    header.round, self.round
+                )),
+                "future_round",
+            ));
+        }
+        let round = self.round;
+        let Some(open) = self.open.as_mut().filter(|o| !o.closing) else {
+            return Err((
+                Status::aborted(format!(
+                    "round {round} is not taking updates (closed at its deadline, or not yet open)"
+                )),
+                "late",
+            ));
+        };
+        if !open.sampled.contains(&client) {
+            return Err((
+                Status::failed_precondition(format!(
+                    "client `{client}` was not sampled for round {round}"
+                )),
+                "not_sampled",
+            ));
+        }
+        if open.accepted.contains(&client) {
+            return Err((
+                Status::already_exists(format!(
+                    "client `{client}` already has an update in round {round}"
+                )),
+                "duplicate",
+            ));
+        }
+        if !open.in_flight.insert(client.clone()) {
+            return Err((
+                Status::already_exists(format!(
+                    "an upload from `{client}` for round {round} is already in progress"
+                )),
+                "duplicate",
+            ));
+        }
+        Ok(Ticket {
+            round,
+            attempt: open.attempt,
+            client,
+            aggregator: open.aggregator.clone(),
+        })
+    }
+
+    /// Ends `ticket`'s upload: merged (`accepted`) or abandoned. Returns
+    /// the updates accepted so far, or `None` when the round (or this try
+    /// of it) is gone: a retried round discards what it had folded in.
+    pub fn settle(&mut self, ticket: &Ticket, accepted: bool) -> Option<usize> {
+        match self.open.as_mut() {
+            Some(open) if self.round == ticket.round && open.attempt == ticket.attempt => {
+                open.in_flight.remove(&ticket.client);
+                if accepted {
+                    open.accepted.insert(ticket.client.clone());
+                }
+                Some(open.accepted.len())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Picks `max(min, ceil(fraction × live))` of the live clients (all of
+/// them if fewer), reproducibly from the seed, round and try.
+pub fn sample(
+    mut live: Vec<String>,
+    fraction: f64,
+    min: u32,
+    seed: u64,
+    round: u32,
+    attempt: u32,
+) -> Vec<String> {
+    let wanted = ((live.len() as f64 * fraction).ceil() as usize)
+        .max(min as usize)
+        .min(live.len());
+    let mut rng = StdRng::seed_from_u64(seed ^ (u64::from(round) << 32) ^ u64::from(attempt));
+    live.shuffle(&mut rng);
+    live.truncate(wanted);
+    live.sort();
+    live
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_respects_fraction_minimum_and_seed() {
+        let live: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+        assert_eq!(sample(live.clone(), 0.3, 2, 1, 1, 1).len(), 3);
+        assert_eq!(sample(live.clone(), 0.1, 4, 1, 1, 1).len(), 4);
+        assert_eq!(sample(live.clone(), 1.0, 2, 1, 1, 1), live);
+        assert_eq!(
+            sample(live.clone(), 0.5, 1, 7, 2, 1),
+            sample(live.clone(), 0.5, 1, 7, 2, 1)
+        );
+        let picks: BTreeSet<Vec<String>> = (0..8)
+            .map(|a| sample(live.clone(), 0.3, 1, 7, 2, a))
+            .collect();
+        assert!(picks.len() > 1, "retries draw other clients");
+    }
+}

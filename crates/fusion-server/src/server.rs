@@ -1,0 +1,463 @@
+//! The server: builds its state (fresh or resumed), serves gRPC, and runs
+//! the round loop until the last round is saved.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fusion_core::{
+    AlignToReference, Device, MatchOptions, MergeMany, ParamSet, SpecSource, Strategy,
+    WeightedAverage,
+};
+use fusion_data::Dataset;
+use fusion_net::{BearerToken, MAX_MESSAGE_BYTES, Payload, manifest_hash, pb};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore, watch};
+use tonic::service::interceptor::InterceptedService;
+
+use crate::aggregator::{Aggregator, ReferenceMode};
+use crate::config::{Init, Reference, ServerConfig, StrategyName};
+use crate::error::ServerError;
+use crate::metrics::Metrics;
+use crate::record::{ClientRound, RoundRecord};
+use crate::rounds::{GlobalModel, OpenRound, RoundState, Step};
+use crate::service::{FederationService, Shared};
+use crate::state_dir::StateDir;
+
+/// What a finished run leaves: its id and every round's record.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Round the server started at (1 unless resumed).
+    pub started_at_round: u32,
+    /// Records of all completed rounds, resumed ones included.
+    pub records: Vec<RoundRecord>,
+    /// The final global model.
+    pub global: ParamSet,
+}
+
+/// A configured server, ready to [`Server::run`].
+pub struct Server {
+    shared: Arc<Shared>,
+    state_dir: StateDir,
+    strategy: Arc<dyn Strategy>,
+    device: Device,
+    test: Option<Arc<Dataset>>,
+    records: Vec<RoundRecord>,
+    started_at_round: u32,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.shared.config)
+            .field("run_id", &self.shared.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Validates `config`, loads the test data (unless given in `test`),
+    /// and resumes from the state dir when it holds a completed round.
+    pub fn new(mut config: ServerConfig, test: Option<Dataset>) -> Result<Self, ServerError> {
+        config.validate()?;
+        let test = match (test, config.test_source()?) {
+            (Some(t), _) => Some(t),
+            (None, Some(source)) => Some(source.load()?.test),
+            (None, None) => None,
+        };
+        if let Some(t) = &test {
+            config.inputs = t.features();
+            config.classes = t.classes();
+        }
+        let device = config.backend()?.device()?;
+        let widths = config.architecture()?.widths(config.inputs, config.classes);
+        let initial = fusion_core::synthetic::random_mlp(&widths, config.seed);
+        let manifest = Payload::from_params(&initial)?.manifest;
+        let state_dir = StateDir::open(&config.state_dir)?;
+        let (global, completed, run_id, records) = match state_dir.resume()? {
+            Some(r) => {
+                let found = Payload::from_params(&r.global)?;
+                fusion_net::check_manifest(&manifest, &found.manifest).map_err(|e| {
+                    ServerError::State(format!(
+                        "{} holds a different model than configured ({e})",
+                        state_dir.global_path().display()
+                    ))
+                })?;
+                if r.records.len() < r.round as usize {
+                    tracing::warn!(
+                        "rounds.jsonl has {} lines but the model completes round {}: the server stopped between the two writes",
+                        r.records.len(),
+                        r.round
+                    );
+                }
+                tracing::info!(round = r.round, run_id = %r.run_id, "resuming from {}", state_dir.path().display());
+                (r.global, r.round, r.run_id, r.records)
+            }
+            None => (initial, 0, new_run_id(), Vec::new()),
+        };
+        let strategy = build_strategy(&config, &device);
+        let payload = Payload::from_params(&global)?;
+        let spec_hash = manifest_hash(&manifest);
+        let rounds = config.rounds;
+        let metrics = Arc::new(Metrics::new());
+        metrics.round.set(i64::from(completed + 1));
+        let shared = Arc::new(Shared {
+            token: BearerToken::new(config.token.clone()),
+            uploads: Semaphore::new(config.max_concurrent_uploads),
+            run_id,
+            metrics,
+            state: Mutex::new(RoundState::new(
+                completed + 1,
+                Arc::new(GlobalModel {
+                    params: Arc::new(global),
+                    payload,
+                }),
+                rounds,
+            )),
+            wake: Notify::new(),
+            manifest,
+            spec_hash,
+            config,
+        });
+        Ok(Self {
+            shared,
+            state_dir,
+            strategy,
+            device,
+            test: test.map(Arc::new),
+            records,
+            started_at_round: completed + 1,
+        })
+    }
+
+    /// The counters, for tests and embedding.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Serves on `listener` until the last round is saved (then returns the
+    /// summary) or `shutdown` resolves (then returns what was completed; a
+    /// restart resumes from there).
+    pub async fn run(
+        mut self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<RunSummary, ServerError> {
+        let config = &self.shared.config;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let address = listener.local_addr().ok();
+        let mut builder = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)));
+        match config.tls() {
+            Some(tls) => {
+                builder = builder.tls_config(tls.config()?)?;
+                tracing::info!(
+                    mutual = config.client_ca.is_some(),
+                    "TLS on, serving https on {address:?}"
+                );
+            }
+            None => tracing::warn!(
+                "TLS IS OFF: model weights and tokens cross the network in clear text. \
+                 Use --tls-cert/--tls-key (and --client-ca for mutual TLS); `fusion certs` makes dev certificates."
+            ),
+        }
+        let metrics = self.shared.metrics.clone();
+        let token = self.shared.token.clone();
+        let service = InterceptedService::new(
+            pb::federation_server::FederationServer::new(FederationService::new(
+                self.shared.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            move |request: tonic::Request<()>| {
+                token
+                    .check(request.metadata())
+                    .inspect_err(|_| metrics.reject("auth"))?;
+                Ok(request)
+            },
+        );
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let grpc = tokio::spawn(
+            builder
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, stopped),
+        );
+        let metrics_task = match config.metrics_listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Io {
+                        what: "metrics address",
+                        path: addr.to_string().into(),
+                        source,
+                    })?;
+                tracing::info!(
+                    "metrics on http://{}/metrics",
+                    l.local_addr().unwrap_or(addr)
+                );
+                let mut rx = stop_rx.clone();
+                Some(tokio::spawn(crate::metrics::serve(
+                    self.shared.metrics.clone(),
+                    l,
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+            None => None,
+        };
+        tracing::info!(
+            strategy = %config.strategy,
+            rounds = config.rounds,
+            min_clients = config.min_clients,
+            "fusion-server listening on {address:?}, run {}",
+            self.shared.run_id
+        );
+        let outcome = tokio::select! {
+            r = self.round_loop() => r,
+            () = shutdown => {
+                tracing::info!("shutdown requested; completed rounds are saved");
+                Ok(())
+            }
+        };
+        let _ = stop_tx.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), grpc)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gRPC connections did not drain within 5 s");
+        }
+        if let Some(task) = metrics_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+        outcome?;
+        let global = self.shared.lock().global.params.as_ref().clone();
+        Ok(RunSummary {
+            run_id: self.shared.run_id.clone(),
+            started_at_round: self.started_at_round,
+            records: self.records,
+            global,
+        })
+    }
+
+    /// Opens, closes and retries rounds until the run is over.
+    async fn round_loop(&mut self) -> Result<(), ServerError> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        loop {
+            let now = Instant::now();
+            let step = shared.lock().step(now, config);
+            match step {
+                Step::Exit => return Ok(()),
+                Step::Wait => {
+                    let live = shared.lock().live(now, config.client_timeout()).len();
+                    shared.metrics.live_clients.set(live as i64);
+                    tokio::select! {
+                        () = shared.wake.notified() => {}
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                Step::Open(sampled) => self.open_round(sampled),
+                Step::Retry { accepted } => {
+                    let round = shared.lock().round;
+                    shared.metrics.retries.inc();
+                    tracing::warn!(
+                        round,
+                        accepted,
+                        needed = config.min_updates(),
+                        "deadline passed with too few updates; retrying the round"
+                    );
+                }
+                Step::Close(aggregator) => self.close_round(aggregator).await?,
+            }
+        }
+    }
+
+    fn open_round(&self, sampled: Vec<String>) {
+        let config = &self.shared.config;
+        let mut state = self.shared.lock();
+        let cold = config.init == Init::Clients && state.round == 1;
+        let reference = match (config.strategy, config.reference) {
+            (StrategyName::Align, Reference::Largest) => ReferenceMode::Largest,
+            (StrategyName::Align, Reference::Global) if !cold => {
+                ReferenceMode::Fixed(Some(state.global.params.clone()))
+            }
+            _ => ReferenceMode::Fixed(None),
+        };
+        state.attempts += 1;
+        let attempt = state.attempts;
+        state.round_started.get_or_insert_with(Instant::now);
+        tracing::info!(
+            round = state.round,
+            attempt,
+            clients = ?sampled,
+            "round open"
+        );
+        state.open = Some(OpenRound {
+            attempt,
+            sampled: sampled.into_iter().collect(),
+            deadline: Instant::now() + config.round_deadline(),
+            accepted: Default::default(),
+            in_flight: Default::default(),
+            aggregator: Aggregator::spawn(self.strategy.clone(), reference),
+            closing: false,
+        });
+    }
+
+    async fn close_round(&mut self, aggregator: Aggregator) -> Result<(), ServerError> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let (round, attempts, started) = {
+            let s = shared.lock();
+            (
+                s.round,
+                s.attempts,
+                s.round_started.unwrap_or_else(Instant::now),
+            )
+        };
+        let aggregated = match aggregator.finish().await {
+            Some(Ok(a)) => a,
+            failed => {
+                let why = match failed {
+                    Some(Err(e)) => e,
+                    _ => "the aggregation thread stopped".into(),
+                };
+                tracing::error!(round, "merge failed ({why}); retrying the round");
+                shared.metrics.retries.inc();
+                shared.lock().open = None;
+                return Ok(());
+            }
+        };
+        let merged = aggregated.outcome.merged;
+        let (test_loss, test_acc) = match &self.test {
+            Some(test) => evaluate(&merged, test.clone(), self.device.clone()).await?,
+            None => (None, None),
+        };
+        let payload = Payload::from_params(&merged)?;
+        let updates: Vec<ClientRound> = aggregated
+            .clients
+            .iter()
+            .zip(&aggregated.outcome.reports)
+            .map(|((client, examples), report)| ClientRound {
+                client: client.clone(),
+                examples: *examples,
+                moved: report
+                    .moved
+                    .iter()
+                    .map(|m| (m.name.clone(), m.fraction()))
+                    .collect::<BTreeMap<_, _>>(),
+            })
+            .collect();
+        let fractions: Vec<f64> = updates
+            .iter()
+            .flat_map(|u| u.moved.values().copied())
+            .collect();
+        let record = RoundRecord {
+            round,
+            strategy: config.strategy.to_string(),
+            attempts,
+            clients: updates.len() as u32,
+            examples: updates.iter().map(|u| u.examples).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+            align_seconds: aggregated.seconds,
+            test_loss,
+            test_acc,
+            moved_fraction: if fractions.is_empty() {
+                0.0
+            } else {
+                fractions.iter().sum::<f64>() / fractions.len() as f64
+            },
+            global_sha256: payload.sha256.clone(),
+            updates,
+        };
+        {
+            let state_dir = self.state_dir.clone();
+            let run_id = shared.run_id.clone();
+            let model = merged.clone();
+            let rec = record.clone();
+            tokio::task::spawn_blocking(move || state_dir.commit(&run_id, &model, &rec))
+                .await
+                .map_err(|e| ServerError::State(format!("checkpoint task failed: {e}")))??;
+        }
+        shared.metrics.rounds.inc();
+        shared.metrics.align_seconds.observe(record.align_seconds);
+        shared.metrics.round_seconds.observe(record.seconds);
+        tracing::info!(
+            round,
+            clients = record.clients,
+            seconds = format!("{:.2}", record.seconds),
+            align_seconds = format!("{:.3}", record.align_seconds),
+            moved = format!("{:.3}", record.moved_fraction),
+            test_acc = ?record.test_acc,
+            "round complete"
+        );
+        self.records.push(record);
+        let mut state = shared.lock();
+        state.global = Arc::new(GlobalModel {
+            params: Arc::new(merged),
+            payload,
+        });
+        state.open = None;
+        state.round = round + 1;
+        state.attempts = 0;
+        state.round_started = None;
+        shared.metrics.round.set(i64::from(round + 1));
+        if round >= config.rounds {
+            state.finished_at = Some(Instant::now());
+            tracing::info!("all {} rounds complete", config.rounds);
+        }
+        Ok(())
+    }
+}
+
+/// Test loss and accuracy of `params`, off the async threads.
+async fn evaluate(
+    params: &ParamSet,
+    test: Arc<Dataset>,
+    device: Device,
+) -> Result<(Option<f64>, Option<f64>), ServerError> {
+    let params = params.clone();
+    tokio::task::spawn_blocking(move || {
+        let model = fusion_models::Mlp::from_params(&params, &device)
+            .map_err(|e| ServerError::Model(e.to_string()))?;
+        let m = fusion_train::evaluate(&model, &test, &device)
+            .map_err(|e| ServerError::Model(e.to_string()))?;
+        Ok((Some(m.loss), Some(m.accuracy)))
+    })
+    .await
+    .map_err(|e| ServerError::Model(format!("evaluation task failed: {e}")))?
+}
+
+/// The engine's strategy for `config`.
+pub fn build_strategy(config: &ServerConfig, device: &Device) -> Arc<dyn Strategy> {
+    let options = MatchOptions {
+        seed: config.seed,
+        ..MatchOptions::default()
+    };
+    match config.strategy {
+        StrategyName::Fedavg => Arc::new(WeightedAverage),
+        StrategyName::Align => Arc::new(AlignToReference {
+            spec: SpecSource::InferMlp,
+            device: device.clone(),
+            options,
+        }),
+        StrategyName::MergeMany => Arc::new(MergeMany {
+            options,
+            ..MergeMany::new(SpecSource::InferMlp, device.clone())
+        }),
+    }
+}
+
+fn new_run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,320 @@
+//! The gRPC service: thin handlers that check, then hand over to the
+//! round state and the aggregator. Nothing a client sends can panic it.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use fusion_net::{Assembler, BearerToken, PROTOCOL_VERSION, check_manifest, pb};
+use tokio::sync::{Notify, Semaphore};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::rounds::{RoundState, Ticket};
+
+/// State shared by the service handlers and the round loop.
+#[derive(Debug)]
+pub struct Shared {
+    /// Settings.
+    pub config: ServerConfig,
+    /// Run id, stable across restarts.
+    pub run_id: String,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Rounds and clients.
+    pub state: Mutex<RoundState>,
+    /// Wakes the round loop when something it waits for happens.
+    pub wake: Notify,
+    /// Bounds uploads received at once (memory).
+    pub uploads: Semaphore,
+    /// Token auth.
+    pub token: BearerToken,
+    /// The manifest every update must match.
+    pub manifest: Vec<pb::TensorMeta>,
+    /// Its hash, compared at Join.
+    pub spec_hash: String,
+}
+
+impl Shared {
+    /// Locks the state. A poisoned lock (a panic elsewhere) still yields
+    /// the data: the state is updated in single steps that leave it valid.
+    pub fn lock(&self) -> MutexGuard<'_, RoundState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refuse(&self, reason: &'static str, status: Status) -> Status {
+        self.metrics.reject(reason);
+        tracing::warn!(reason, code = ?status.code(), "refused: {}", status.message());
+        status
+    }
+}
+
+/// The `Federation` service.
+#[derive(Clone, Debug)]
+pub struct FederationService {
+    shared: Arc<Shared>,
+}
+
+impl FederationService {
+    /// A service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+/// Releases an upload's slot however the handler ends (error, client gone,
+/// handler dropped mid-stream), so a broken upload never blocks the round.
+struct Settle<'a> {
+    shared: &'a Shared,
+    ticket: Ticket,
+    done: bool,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.lock().settle(&self.ticket, false);
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::federation_server::Federation for FederationService {
+    async fn join(
+        &self,
+        request: Request<pb::JoinRequest>,
+    ) -> Result<Response<pb::JoinReply>, Status> {
+        let s = &self.shared;
+        let r = request.into_inner();
+        if r.protocol_version != PROTOCOL_VERSION {
+            return Err(s.refuse(
+                "protocol",
+                Status::failed_precondition(format!(
+                    "protocol version {} is not supported; this server speaks version {PROTOCOL_VERSION}",
+                    r.protocol_version
+                )),
+            ));
+        }
+        if r.client_id.is_empty() || r.client_id.len() > 128 {
+            return Err(s.refuse(
+                "bad_join",
+                Status::invalid_argument("client_id must be 1 to 128 characters"),
+            ));
+        }
+        if r.examples == 0 {
+            return Err(s.refuse(
+                "bad_join",
+                Status::invalid_argument(
+                    "examples must be at least 1: it weights the client's updates",
+                ),
+            ));
+        }
+        if r.spec_hash != s.spec_hash {
+            return Err(s.refuse(
+                "spec",
+                Status::failed_precondition(format!(
+                    "model spec hash {} differs from the server's {} (model `{}`, {} inputs, {} classes)",
+                    r.spec_hash, s.spec_hash, s.config.model, s.config.inputs, s.config.classes
+                )),
+            ));
+        }
+        {
+            let mut state = s.lock();
+            let now = Instant::now();
+            let entry =
+                state
+                    .clients
+                    .entry(r.client_id.clone())
+                    .or_insert(crate::rounds::ClientEntry {
+                        examples: r.examples,
+                        last_seen: now,
+                        told_finished: false,
+                    });
+            entry.examples = r.examples;
+            entry.last_seen = now;
+            let live = state.live(now, s.config.client_timeout()).len();
+            s.metrics.live_clients.set(live as i64);
+        }
+        tracing::info!(client = %r.client_id, examples = r.examples, "client joined");
+        s.wake.notify_one();
+        Ok(Response::new(pb::JoinReply {
+            protocol_version: PROTOCOL_VERSION,
+            run_id: s.run_id.clone(),
+            rounds: s.config.rounds,
+            chunk_bytes: s.config.chunk_bytes as u32,
+            poll_ms: s.config.poll_ms,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
+        let s = &self.shared;
+        let client = request.into_inner().client_id;
+        let reply = {
+            let mut state = s.lock();
+            let now = Instant::now();
+            if !state.touch(&client, now) {
+                return Err(Status::not_found(format!(
+                    "client `{client}` has not joined (or the server restarted); call Join"
+                )));
+            }
+            state.instruction(&client, now, &s.config)
+        };
+        s.wake.notify_one();
+        Ok(Response::new(reply))
+    }
+
+    type FetchGlobalStream = ChunkStream;
+
+    async fn fetch_global(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let s = &self.shared;
+        let r = request.into_inner();
+        let global = {
+            let mut state = s.lock();
+            if !state.touch(&r.client_id, Instant::now()) {
+                return Err(Status::not_found(format!(
+                    "client `{}` has not joined; call Join first",
+                    r.client_id
+                )));
+            }
+            if r.round != state.round {
+                return Err(Status::not_found(format!(
+                    "the global model for round {} is not served; the current round is {}",
+                    r.round, state.round
+                )));
+            }
+            state.global.clone()
+        };
+        let header = global.payload.header(r.round, "server", 0);
+        s.metrics
+            .bytes_out
+            .inc_by(global.payload.bytes.len() as u64);
+        let chunks = global.payload.chunks(header, s.config.chunk_bytes).map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn upload(
+        &self,
+        request: Request<Streaming<pb::Chunk>>,
+    ) -> Result<Response<pb::UploadReply>, Status> {
+        let s = &self.shared;
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| {
+            s.refuse("malformed", Status::invalid_argument("empty upload stream"))
+        })?;
+        let wire = |e: fusion_net::WireError| s.refuse(e.reason(), e.to_status());
+        let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
+        let header = assembler.header().clone();
+        check_manifest(&s.manifest, &header.manifest).map_err(wire)?;
+        let ticket = s
+            .lock()
+            .admit(&header)
+            .map_err(|(status, reason)| s.refuse(reason, status))?;
+        let mut slot = Settle {
+            shared: s,
+            ticket,
+            done: false,
+        };
+        let _permit = s
+            .uploads
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => assembler.push(chunk).map_err(wire)?,
+                Ok(None) => break,
+                Err(status) => {
+                    return Err(s.refuse(
+                        "broken_stream",
+                        Status::cancelled(format!(
+                            "upload broke after {} bytes: {}",
+                            assembler.received(),
+                            status.message()
+                        )),
+                    ));
+                }
+            }
+        }
+        let received = assembler.finish().map_err(wire)?;
+        s.metrics
+            .bytes_in
+            .inc_by(received.payload.bytes.len() as u64);
+        let params = received.payload.to_params().map_err(wire)?;
+        let client = slot.ticket.client.clone();
+        match slot
+            .ticket
+            .aggregator
+            .add(client.clone(), header.examples.max(1), params)
+            .await
+        {
+            None => {
+                return Err(s.refuse(
+                    "late",
+                    Status::aborted(format!(
+                        "round {} closed before this update could be merged",
+                        slot.ticket.round
+                    )),
+                ));
+            }
+            Some(Err(reason)) => {
+                return Err(s.refuse(
+                    "unmergeable",
+                    Status::invalid_argument(format!("update cannot be merged: {reason}")),
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+        let settled = s.lock().settle(&slot.ticket, true);
+        slot.done = true;
+        let Some(accepted) = settled else {
+            return Err(s.refuse(
+                "late",
+                Status::aborted(format!(
+                    "round {} was retried before this update counted; wait to be asked again",
+                    slot.ticket.round
+                )),
+            ));
+        };
+        s.metrics.accepted.inc();
+        s.wake.notify_one();
+        tracing::info!(%client, round = slot.ticket.round, examples = header.examples, "update merged");
+        Ok(Response::new(pb::UploadReply {
+            round: slot.ticket.round,
+            accepted: accepted as u32,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        let s = &self.shared;
+        let state = s.lock();
+        let (sampled, accepted) = state
+            .open
+            .as_ref()
+            .map(|o| (o.sampled.len() as u32, o.accepted.len() as u32))
+            .unwrap_or((0, 0));
+        Ok(Response::new(pb::StatusReply {
+            run_id: s.run_id.clone(),
+            round: state.round.min(s.config.rounds),
+            rounds: s.config.rounds,
+            finished: state.finished(),
+            live_clients: state.live(Instant::now(), s.config.client_timeout()).len() as u32,
+            sampled,
+            accepted,
+            strategy: s.config.strategy.to_string(),
+        }))
+    }
+}
