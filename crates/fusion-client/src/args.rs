@@ -1,0 +1,159 @@
+//! Command-line flags of `fusion-client`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use fusion_core::ComputeBackend;
+use fusion_data::{DataSource, Dataset, ShardRef, Split};
+use fusion_models::MlpArchitecture;
+use fusion_net::{BearerToken, ClientTls};
+use fusion_train::OptimizerKind;
+
+use crate::config::ClientConfig;
+
+/// `fusion-client`: trains on this node's shard and sends the weights to
+/// a `fusion-server`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fusion-client", version, about, long_about = None)]
+pub struct ClientArgs {
+    /// Server address: http://host:port, or https://host:port with --ca.
+    #[arg(long, env = "FUSION_SERVER")]
+    pub server: String,
+    /// Dataset: embedded, fashion-mnist[:DIR], mnist:DIR, cifar10:DIR.
+    #[arg(long, default_value = "embedded", env = "FUSION_DATASET")]
+    pub dataset: DataSource,
+    /// This client's shard of the training split, `i/N` from 0.
+    #[arg(long, default_value = "0/1", env = "FUSION_SHARD")]
+    pub shard: ShardRef,
+    /// How the training split is cut: iid, dirichlet:ALPHA, classes:…, biased:P.
+    #[arg(long, default_value = "iid", env = "FUSION_SPLIT")]
+    pub split: Split,
+    /// Seed of the split (every client of a federation must use the same).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Model architecture; must match the server's.
+    #[arg(long, default_value = "mlp")]
+    pub model: MlpArchitecture,
+    /// Local epochs per round.
+    #[arg(long, default_value_t = 1)]
+    pub local_epochs: usize,
+    /// Epochs when the server asks for the client's own model (cold start).
+    #[arg(long, default_value_t = 5)]
+    pub init_epochs: usize,
+    /// A model this silo already trained (safetensors, PyTorch layout),
+    /// sent as its own model on a cold start.
+    #[arg(long)]
+    pub init_model: Option<PathBuf>,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Batch size.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Optimiser: adam, sgd or sgd:MOMENTUM.
+    #[arg(long, default_value = "adam")]
+    pub optimizer: OptimizerKind,
+    /// Seed of shuffling and of the client's own initialisation
+    /// [default: the shard index].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Training backend: flex, ndarray or wgpu.
+    #[arg(long, default_value_t = ComputeBackend::default(), env = "FUSION_BACKEND")]
+    pub backend: ComputeBackend,
+    /// CA certificate of the server (PEM).
+    #[arg(long, env = "FUSION_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate for mutual TLS (PEM).
+    #[arg(long, env = "FUSION_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client key for mutual TLS (PEM).
+    #[arg(long, env = "FUSION_KEY")]
+    pub key: Option<PathBuf>,
+    /// Server name to verify, when it differs from the address's host.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Bearer token.
+    #[arg(long, env = "FUSION_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Client id [default: client-<shard index>].
+    #[arg(long, env = "FUSION_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// Seconds of an unreachable server before giving up.
+    #[arg(long, default_value_t = 600.0)]
+    pub give_up_after: f64,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "FUSION_JSON_LOGS")]
+    pub json_logs: bool,
+}
+
+impl ClientArgs {
+    /// The client's settings, and its shard of the training data.
+    pub fn load(&self) -> anyhow::Result<(ClientConfig, Dataset)> {
+        use anyhow::Context;
+        let data = self
+            .dataset
+            .load()
+            .with_context(|| format!("cannot load dataset `{}`", self.dataset))?;
+        let train = data.train;
+        let shards = self
+            .split
+            .shards(
+                train.labels(),
+                train.classes(),
+                self.shard.count,
+                self.split_seed,
+            )
+            .with_context(|| format!("cannot split the data with `{}`", self.split))?;
+        let mine = train.subset(&shards[self.shard.index]);
+        anyhow::ensure!(
+            !mine.is_empty(),
+            "shard {} of split `{}` is empty",
+            self.shard,
+            self.split
+        );
+        let init_model = match &self.init_model {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                Some(
+                    fusion_core::ParamSet::from_safetensors(&bytes)
+                        .with_context(|| format!("`{}` is not a usable model", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        anyhow::ensure!(
+            self.give_up_after.is_finite() && self.give_up_after > 0.0,
+            "--give-up-after must be a positive number of seconds"
+        );
+        let seed = self.seed.unwrap_or(self.shard.index as u64);
+        let mut config = ClientConfig::new(
+            self.server.clone(),
+            self.client_id
+                .clone()
+                .unwrap_or_else(|| format!("client-{}", self.shard.index)),
+        );
+        config.tls = ClientTls {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            domain: self.domain.clone(),
+        };
+        config.token = BearerToken::new(self.token.clone());
+        config.model = self.model.clone();
+        config.train.epochs = self.local_epochs;
+        config.train.lr = self.lr;
+        config.train.batch = self.batch;
+        config.train.optimizer = self.optimizer;
+        config.train.seed = seed;
+        config.train.progress = false;
+        config.train.validate()?;
+        config.init_epochs = self.init_epochs;
+        config.init_seed = seed;
+        config.init_model = init_model;
+        config.backend = self.backend;
+        config.give_up_after = Duration::from_secs_f64(self.give_up_after);
+        Ok((config, mine))
+    }
+}

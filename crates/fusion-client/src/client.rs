@@ -1,0 +1,374 @@
+//! The client loop: join → wait → fetch global → train → upload, until the
+//! server says the run is finished. Reconnects with backoff when the
+//! server is down; stops at once on authentication or TLS failure.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fusion_core::ParamSet;
+use fusion_data::Dataset;
+use fusion_models::Mlp;
+use fusion_net::{Assembler, FederationClient, PROTOCOL_VERSION, Payload, manifest_hash, pb};
+use tonic::{Code, Status};
+
+use crate::backoff::Backoff;
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+
+/// What a client did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientSummary {
+    /// Rounds whose update the server merged.
+    pub rounds_merged: Vec<u32>,
+    /// Updates the server refused (late, not sampled, …).
+    pub refused: u32,
+    /// Times the client had to reconnect.
+    pub reconnects: u32,
+}
+
+/// How to react to a failed call.
+enum Reaction {
+    /// Wait (with backoff) and try again.
+    Retry,
+    /// The server lost track of us (restart): join again.
+    Rejoin,
+    /// Stop.
+    Fatal(ClientError),
+}
+
+/// A running client: its connection, data and progress.
+struct Session {
+    config: ClientConfig,
+    data: Arc<Dataset>,
+    rpc: FederationClient,
+    backoff: Backoff,
+    unreachable_since: Option<Instant>,
+    spec_hash: String,
+    chunk_bytes: usize,
+    poll: Duration,
+    /// A trained update not yet accepted, kept so a retry after a
+    /// connection failure does not train again.
+    pending: Option<(u32, ParamSet)>,
+    summary: ClientSummary,
+}
+
+/// Runs a client on `data` (its shard) until the server reports the run
+/// finished.
+pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSummary, ClientError> {
+    let rpc = fusion_net::connect(&config.server, &config.tls, config.token.clone())?;
+    let widths = config.model.widths(data.features(), data.classes());
+    let template = fusion_core::synthetic::random_mlp(&widths, 0);
+    let spec_hash = manifest_hash(&Payload::from_params(&template)?.manifest);
+    let mut session = Session {
+        backoff: Backoff::new(config.backoff.0, config.backoff.1),
+        config,
+        data,
+        rpc,
+        unreachable_since: None,
+        spec_hash,
+        chunk_bytes: fusion_net::DEFAULT_CHUNK_BYTES,
+        poll: Duration::from_millis(500),
+        pending: None,
+        summary: ClientSummary::default(),
+    };
+    session.run().await?;
+    Ok(session.summary)
+}
+
+impl Session {
+    async fn run(&mut self) -> Result<(), ClientError> {
+        loop {
+            if !self.join().await? {
+                continue;
+            }
+            loop {
+                let reply = match self
+                    .rpc
+                    .heartbeat(pb::HeartbeatRequest {
+                        client_id: self.config.client_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(r) => r.into_inner(),
+                    Err(status) => match self.react(status).await? {
+                        Reaction::Retry => continue,
+                        Reaction::Rejoin => break,
+                        Reaction::Fatal(e) => return Err(e),
+                    },
+                };
+                self.connected();
+                match pb::Action::try_from(reply.action).unwrap_or(pb::Action::Unspecified) {
+                    pb::Action::Finished => {
+                        tracing::info!(client = %self.config.client_id, "run finished");
+                        return Ok(());
+                    }
+                    pb::Action::Train => {
+                        if !self.train_and_upload(&reply).await? {
+                            break;
+                        }
+                    }
+                    _ => {
+                        let poll = Duration::from_millis(u64::from(reply.poll_ms.max(1)));
+                        tokio::time::sleep(poll.min(self.poll.max(poll))).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Joins; false when the attempt failed and should be repeated.
+    async fn join(&mut self) -> Result<bool, ClientError> {
+        let request = pb::JoinRequest {
+            protocol_version: PROTOCOL_VERSION,
+            client_id: self.config.client_id.clone(),
+            examples: self.data.len() as u64,
+            spec_hash: self.spec_hash.clone(),
+        };
+        match self.rpc.join(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                self.chunk_bytes = (reply.chunk_bytes as usize)
+                    .clamp(fusion_net::MIN_CHUNK_BYTES, fusion_net::MAX_CHUNK_BYTES);
+                self.poll = Duration::from_millis(u64::from(reply.poll_ms.max(1)));
+                self.connected();
+                tracing::info!(
+                    client = %self.config.client_id,
+                    run = %reply.run_id,
+                    rounds = reply.rounds,
+                    "joined"
+                );
+                Ok(true)
+            }
+            Err(status) if status.code() == Code::FailedPrecondition => {
+                Err(ClientError::Refused(status.message().to_owned()))
+            }
+            Err(status) => match self.react(status).await? {
+                Reaction::Fatal(e) => Err(e),
+                _ => Ok(false),
+            },
+        }
+    }
+
+    /// One round's work; false when the client must join again.
+    async fn train_and_upload(&mut self, order: &pb::HeartbeatReply) -> Result<bool, ClientError> {
+        let round = order.round;
+        let update = match self.pending.take() {
+            Some((r, model)) if r == round => model,
+            _ => {
+                let start = if order.from_own_init {
+                    None
+                } else {
+                    match self.fetch(round).await {
+                        Ok(global) => Some(global),
+                        Err(status) => {
+                            return match self.react(status).await? {
+                                Reaction::Retry => Ok(true),
+                                Reaction::Rejoin => Ok(false),
+                                Reaction::Fatal(e) => Err(e),
+                            };
+                        }
+                    }
+                };
+                self.train(round, start, f64::from(order.proximal_mu))
+                    .await?
+            }
+        };
+        let payload = Payload::from_params(&update)?;
+        let header = payload.header(round, &self.config.client_id, self.data.len() as u64);
+        let chunks = tokio_stream::iter(payload.chunks(header, self.chunk_bytes));
+        match self.rpc.upload(chunks).await {
+            Ok(reply) => {
+                self.connected();
+                self.summary.rounds_merged.push(round);
+                tracing::info!(
+                    client = %self.config.client_id,
+                    round,
+                    accepted = reply.into_inner().accepted,
+                    "update merged"
+                );
+                Ok(true)
+            }
+            Err(status) => match status.code() {
+                Code::Aborted
+                | Code::AlreadyExists
+                | Code::FailedPrecondition
+                | Code::InvalidArgument
+                | Code::ResourceExhausted => {
+                    // Refused for this round only (late, duplicate, not
+                    // sampled, or a bad update): carry on with the next.
+                    self.summary.refused += 1;
+                    tracing::warn!(
+                        client = %self.config.client_id,
+                        round,
+                        code = ?status.code(),
+                        "update refused: {}",
+                        status.message()
+                    );
+                    Ok(true)
+                }
+                _ => {
+                    self.pending = Some((round, update));
+                    match self.react(status).await? {
+                        Reaction::Retry => Ok(true),
+                        Reaction::Rejoin => Ok(false),
+                        Reaction::Fatal(e) => Err(e),
+                    }
+                }
+            },
+        }
+    }
+
+    /// Streams in and verifies the global model of `round`.
+    async fn fetch(&mut self, round: u32) -> Result<ParamSet, Status> {
+        let request = pb::FetchRequest {
+            client_id: self.config.client_id.clone(),
+            round,
+        };
+        let mut stream = self.rpc.fetch_global(request).await?.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::data_loss("the server sent an empty model stream"))?;
+        let mut assembler =
+            Assembler::start(first, u64::MAX).map_err(|e| Status::data_loss(e.to_string()))?;
+        while let Some(chunk) = stream.message().await? {
+            assembler
+                .push(chunk)
+                .map_err(|e| Status::data_loss(e.to_string()))?;
+        }
+        let received = assembler
+            .finish()
+            .map_err(|e| Status::data_loss(e.to_string()))?;
+        received
+            .payload
+            .to_params()
+            .map_err(|e| Status::data_loss(e.to_string()))
+    }
+
+    /// Trains from `start` (the global model) or from the client's own
+    /// initialisation, off the async threads.
+    async fn train(
+        &mut self,
+        round: u32,
+        start: Option<ParamSet>,
+        proximal_mu: f64,
+    ) -> Result<ParamSet, ClientError> {
+        if start.is_none()
+            && let Some(own) = &self.config.init_model
+        {
+            tracing::info!(client = %self.config.client_id, round, "sending this silo's own model");
+            return Ok(own.clone());
+        }
+        let config = self.config.clone();
+        let data = self.data.clone();
+        let from_global = start.is_some();
+        let handle = tokio::task::spawn_blocking(move || -> Result<ParamSet, ClientError> {
+            let device = config.backend.device()?;
+            let model = match &start {
+                Some(global) => Mlp::from_params(global, &device)
+                    .map_err(|e| ClientError::Model(e.to_string()))?,
+                None => Mlp::for_data(
+                    &config.model,
+                    data.features(),
+                    data.classes(),
+                    config.init_seed,
+                    &device,
+                ),
+            };
+            let mut train = config.train.clone();
+            train.label = format!("{} round {round}", config.client_id);
+            train.seed = config.train.seed ^ u64::from(round);
+            if from_global {
+                train.proximal_mu = proximal_mu;
+            } else {
+                train.epochs = config.init_epochs;
+            }
+            let (trained, summary) = fusion_train::train(model, &data, &train, &device)?;
+            tracing::info!(
+                client = %config.client_id,
+                round,
+                loss = summary.epoch_loss.last().copied().unwrap_or(f64::NAN),
+                seconds = format!("{:.2}", summary.seconds),
+                "trained"
+            );
+            Ok(trained.to_params())
+        });
+        handle
+            .await
+            .map_err(|e| ClientError::Model(format!("training task failed: {e}")))?
+    }
+
+    fn connected(&mut self) {
+        self.backoff.reset();
+        self.unreachable_since = None;
+    }
+
+    /// Decides what a failed call means, and waits before a retry.
+    async fn react(&mut self, status: Status) -> Result<Reaction, ClientError> {
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => {
+                return Ok(Reaction::Fatal(ClientError::Auth(
+                    status.message().to_owned(),
+                )));
+            }
+            Code::NotFound => {
+                tracing::info!(client = %self.config.client_id, "server does not know this client: {}", status.message());
+                return Ok(Reaction::Rejoin);
+            }
+            _ => {}
+        }
+        if let Some(reason) = tls_failure(&status) {
+            return Ok(Reaction::Fatal(ClientError::Tls(reason)));
+        }
+        let since = *self.unreachable_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= self.config.give_up_after {
+            return Err(ClientError::Unreachable {
+                url: self.config.server.clone(),
+                seconds: since.elapsed().as_secs_f64(),
+                last: describe(&status),
+            });
+        }
+        let delay = self.backoff.next_delay();
+        if self.backoff.failures() == 1 {
+            self.summary.reconnects += 1;
+        }
+        tracing::warn!(
+            client = %self.config.client_id,
+            code = ?status.code(),
+            retry_in_ms = delay.as_millis() as u64,
+            "server call failed: {}",
+            describe(&status)
+        );
+        tokio::time::sleep(delay).await;
+        Ok(Reaction::Retry)
+    }
+}
+
+/// The status message with its whole source chain, on one line.
+fn describe(status: &Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A TLS handshake failure hidden in a transport error, which no retry
+/// can fix: the CA, the certificate or the client certificate is wrong.
+fn tls_failure(status: &Status) -> Option<String> {
+    let text = describe(status);
+    let lower = text.to_ascii_lowercase();
+    const SIGNS: [&str; 7] = [
+        "certificate",
+        "unknownissuer",
+        "unknown ca",
+        "unknownca",
+        "handshake",
+        "badsignature",
+        "decrypterror",
+    ];
+    SIGNS.iter().any(|s| lower.contains(s)).then_some(text)
+}

@@ -1,0 +1,27 @@
+//! # fusion-client
+//!
+//! A Fusion federation client. It joins the server, then loops: wait to
+//! be sampled, fetch the global model (streamed in verified chunks), train
+//! it locally on its own shard with burn, stream the update back. It exits
+//! when the server reports the run finished.
+//!
+//! - [`ClientConfig`]: server address, TLS/token, model and training.
+//! - [`run`]: the loop; [`ClientSummary`] says what happened.
+//! - Transient failures (server down, restarting) are retried with
+//!   exponential backoff and full jitter ([`Backoff`]); an authentication
+//!   or TLS failure stops the client at once, so a misconfigured fleet
+//!   does not hammer the server.
+
+#![deny(missing_docs)]
+
+mod args;
+mod backoff;
+mod client;
+mod config;
+mod error;
+
+pub use args::ClientArgs;
+pub use backoff::Backoff;
+pub use client::{ClientSummary, run};
+pub use config::ClientConfig;
+pub use error::ClientError;
