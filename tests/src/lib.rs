@@ -1,0 +1,209 @@
+//! Helpers for the end-to-end federation tests in `tests/federation/`: a
+//! server on its own runtime (so a test can kill it like a process), small
+//! data, small models, and raw protocol calls for misbehaving clients.
+
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fusion_client::ClientConfig;
+use fusion_core::ParamSet;
+use fusion_data::{DataSource, Dataset};
+use fusion_net::{BearerToken, ClientTls, FederationClient, Payload, pb};
+use fusion_server::{RunSummary, Server, ServerConfig, ServerError};
+use tokio::sync::oneshot;
+
+/// The small model every test uses: one hidden layer of 32 units.
+pub const MODEL: &str = "mlp:32";
+
+/// A fresh, empty scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fusion-tests-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `n` training examples and 500 test examples of the embedded sample.
+pub fn small_data(n: usize) -> (Dataset, Dataset) {
+    let data = DataSource::Embedded.load().expect("embedded data");
+    (data.train.head(n), data.test.head(500))
+}
+
+/// A server configuration for tests: loopback, port 0, small model,
+/// quick polling, no grace after the last round.
+pub fn server_config(state_dir: PathBuf) -> ServerConfig {
+    ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        model: MODEL.into(),
+        state_dir,
+        poll_ms: 20,
+        round_deadline_secs: 60.0,
+        finish_grace_secs: 2.0,
+        ..ServerConfig::default()
+    }
+}
+
+/// The initial global model a server with `config` starts from.
+pub fn initial_global(config: &ServerConfig) -> ParamSet {
+    let arch: fusion_models::MlpArchitecture = config.model.parse().expect("model");
+    fusion_core::synthetic::random_mlp(&arch.widths(config.inputs, config.classes), config.seed)
+}
+
+/// A server running on a runtime of its own, like a separate process:
+/// [`RunningServer::kill`] drops the runtime, closing every socket.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its counters.
+    pub metrics: Arc<fusion_server::Metrics>,
+    kill: Option<oneshot::Sender<()>>,
+    done: std::sync::mpsc::Receiver<Result<RunSummary, ServerError>>,
+}
+
+impl RunningServer {
+    /// Starts `config` (binding its `listen` address) with optional test data.
+    pub fn start(config: ServerConfig, test: Option<Dataset>) -> Self {
+        let std_listener = std::net::TcpListener::bind(config.listen).expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("addr");
+        let server = Server::new(config, test).expect("server config");
+        let metrics = server.metrics();
+        let (kill, killed) = oneshot::channel::<()>();
+        let (tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let result = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                tokio::select! {
+                    r = server.run(listener, std::future::pending()) => Some(r),
+                    _ = killed => None,
+                }
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            if let Some(r) = result {
+                let _ = tx.send(r);
+            }
+        });
+        Self {
+            addr,
+            metrics,
+            kill: Some(kill),
+            done,
+        }
+    }
+
+    /// `http://` URL of the server.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:PORT`, for TLS tests.
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Kills it abruptly (no graceful shutdown).
+    pub fn kill(mut self) {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+    }
+
+    /// Waits for the run to end by itself.
+    pub fn wait(self, timeout: Duration) -> Result<RunSummary, ServerError> {
+        self.done
+            .recv_timeout(timeout)
+            .expect("server finished within the timeout")
+    }
+}
+
+/// A client configuration for tests: small model, one quick epoch.
+pub fn client_config(url: &str, id: &str, seed: u64) -> ClientConfig {
+    let mut c = ClientConfig::new(url, id);
+    c.model = MODEL.parse().expect("model");
+    c.train.epochs = 1;
+    c.train.batch = 50;
+    c.train.lr = 5e-3;
+    c.train.seed = seed;
+    c.init_seed = seed;
+    c.init_epochs = 1;
+    c.backoff = (Duration::from_millis(50), Duration::from_millis(500));
+    c.give_up_after = Duration::from_secs(60);
+    c
+}
+
+/// A raw protocol client, for tests that misbehave on purpose.
+pub fn raw_client(url: &str, tls: &ClientTls, token: Option<&str>) -> FederationClient {
+    fusion_net::connect(url, tls, BearerToken::new(token.map(str::to_owned))).expect("connect")
+}
+
+/// Joins as `id` with `examples` and the manifest of `model`.
+pub async fn join(rpc: &mut FederationClient, id: &str, examples: u64, model: &ParamSet) {
+    let manifest = Payload::from_params(model).expect("payload").manifest;
+    rpc.join(pb::JoinRequest {
+        protocol_version: fusion_net::PROTOCOL_VERSION,
+        client_id: id.into(),
+        examples,
+        spec_hash: fusion_net::manifest_hash(&manifest),
+    })
+    .await
+    .expect("join accepted");
+}
+
+/// Polls until the server tells `id` to train; returns the round.
+pub async fn wait_for_train(rpc: &mut FederationClient, id: &str) -> u32 {
+    let start = Instant::now();
+    loop {
+        let reply = rpc
+            .heartbeat(pb::HeartbeatRequest {
+                client_id: id.into(),
+            })
+            .await
+            .expect("heartbeat")
+            .into_inner();
+        if reply.action == pb::Action::Train as i32 {
+            return reply.round;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never asked to train"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Uploads `chunks` as one stream and returns the server's answer.
+pub async fn upload(
+    rpc: &mut FederationClient,
+    chunks: Vec<pb::Chunk>,
+) -> Result<pb::UploadReply, tonic::Status> {
+    rpc.upload(tokio_stream::iter(chunks))
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// The chunks of an honest upload of `model` for `round` from `id`.
+pub fn honest_chunks(model: &ParamSet, round: u32, id: &str, examples: u64) -> Vec<pb::Chunk> {
+    let payload = Payload::from_params(model).expect("payload");
+    payload
+        .chunks(
+            payload.header(round, id, examples),
+            fusion_net::MIN_CHUNK_BYTES,
+        )
+        .collect()
+}
+
+/// Lines of `rounds.jsonl` in `state_dir`.
+pub fn round_lines(state_dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(state_dir.join("rounds.jsonl"))
+        .map(|t| t.lines().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
