@@ -41,6 +41,101 @@ pub enum Command {
     /// The main job: a short split-merge on the embedded data, showing in a
     /// minute that aligned merging beats naive averaging.
     Demo(DemoArgs),
+    /// Federated learning in one process: the real server and N real
+    /// clients over loopback gRPC, once per strategy, compared per round.
+    Simulate(SimulateArgs),
+    /// Development certificates for TLS and mutual TLS: a CA, a server
+    /// certificate and client certificates.
+    Certs(CertsArgs),
+}
+
+/// `fusion simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Clients, each on its own shard.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    pub clients: u64,
+    /// Rounds (1 with --one-shot).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Strategies to compare, comma-separated: fedavg, align, merge-many.
+    #[arg(long, default_value = "fedavg,align,merge-many", value_delimiter = ',', value_parser = parse_strategy)]
+    pub strategy: Vec<fusion_server::StrategyName>,
+    /// How the training data is dealt to clients.
+    #[arg(long, default_value = "dirichlet:0.3", value_parser = parse_split)]
+    pub split: Split,
+    /// Use only the first N training examples (quick runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Local epochs per round [default: 1; 5 with --one-shot].
+    #[arg(long)]
+    pub local_epochs: Option<usize>,
+    /// Clients start from their own random initialisations, train, and the
+    /// server merges once: one-shot fusion.
+    #[arg(long, conflicts_with = "cold_start")]
+    pub one_shot: bool,
+    /// Clients bring models trained from their own initialisations; round 1
+    /// merges them, then normal rounds follow.
+    #[arg(long)]
+    pub cold_start: bool,
+    /// Epochs of each client's own training with --cold-start.
+    #[arg(long, default_value_t = 5)]
+    pub init_epochs: usize,
+    /// Reference of `align`: global, first or largest.
+    #[arg(long, default_value = "global", value_parser = parse_reference)]
+    pub reference: fusion_server::Reference,
+    /// FedProx μ sent to clients.
+    #[arg(long, default_value_t = 0.0)]
+    pub proximal_mu: f64,
+    /// Network.
+    #[arg(long, default_value = "mlp:512x3", value_parser = parse_model)]
+    pub model: MlpArchitecture,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Examples per step.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Seeds the split, initial models and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where training, alignment and evaluation run.
+    #[arg(long, default_value = "flex", value_parser = parse_backend)]
+    pub backend: ComputeBackend,
+    /// Directory for results.json, rounds.csv, the plot and per-strategy state.
+    #[arg(long, default_value = "out/simulate")]
+    pub out: PathBuf,
+    /// Print one JSON object on stdout instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fusion certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory for ca.pem/.key, server.pem/.key and client-N.pem/.key.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Client certificates to make.
+    #[arg(long, default_value_t = 3)]
+    pub clients: usize,
+    /// Names the server certificate is valid for (DNS names or IPs).
+    #[arg(
+        long,
+        default_value = "localhost,127.0.0.1,fusion-server",
+        value_delimiter = ','
+    )]
+    pub names: Vec<String>,
+}
+
+fn parse_strategy(s: &str) -> Result<fusion_server::StrategyName, String> {
+    s.parse()
+}
+
+fn parse_reference(s: &str) -> Result<fusion_server::Reference, String> {
+    s.parse()
 }
 
 /// How weight matching runs; shared by `align` and `merge`.
@@ -135,6 +230,30 @@ pub enum BenchCommand {
     /// (Adam, batch 500) on each backend, as ratios to the first one.
     /// `scripts/bench-train.sh` adds PyTorch on the same machine.
     Train(BenchTrainArgs),
+    /// Update ingest over gRPC: N clients upload at once to an in-process
+    /// server, against a plain loopback TCP copy of the same bytes, with
+    /// the peak memory growth of the process.
+    Ingest(BenchIngestArgs),
+}
+
+/// `fusion bench ingest`.
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Concurrent clients, comma-separated: one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "4,16")]
+    pub clients: Vec<usize>,
+    /// Model uploaded by every client.
+    #[arg(long, default_value = "mlp:1024x4", value_parser = parse_model)]
+    pub model: MlpArchitecture,
+    /// Timed rounds per measurement; the best is reported.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repeats: u64,
+    /// The server's limit on uploads received at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent_uploads: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fusion bench train`.

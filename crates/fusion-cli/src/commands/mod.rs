@@ -2,13 +2,16 @@
 
 mod align;
 mod bench;
+mod bench_ingest;
 mod bench_train;
+mod certs;
 mod experiment;
 mod inspect;
 mod interpolate;
 mod merge;
 mod outputs;
 mod report;
+mod simulate;
 mod train;
 
 use anyhow::Result;
@@ -23,11 +26,14 @@ pub fn run(command: Command) -> Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(BenchCommand::Align(args)) => bench::run(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
+        Command::Bench(BenchCommand::Ingest(args)) => bench_ingest::run(args),
         Command::Train(args) => train::run(args),
         Command::Interpolate(args) => interpolate::run(args),
         Command::Experiment(ExperimentCommand::SplitMerge(args)) => {
             experiment::run_split_merge(args)
         }
         Command::Demo(args) => experiment::run_demo(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Certs(args) => certs::run(args),
     }
 }
