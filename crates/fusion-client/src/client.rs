@@ -108,8 +108,11 @@ impl Session {
                         }
                     }
                     _ => {
-                        let poll = Duration::from_millis(u64::from(reply.poll_ms.max(1)));
-                        tokio::time::sleep(poll.min(self.poll.max(poll))).await;
+                        // The server's latest interval wins over the one from Join.
+                        if reply.poll_ms > 0 {
+                            self.poll = Duration::from_millis(u64::from(reply.poll_ms));
+                        }
+                        tokio::time::sleep(self.poll).await;
                     }
                 }
             }

@@ -213,9 +213,14 @@ impl pb::federation_server::Federation for FederationService {
             s.refuse("malformed", Status::invalid_argument("empty upload stream"))
         })?;
         let wire = |e: fusion_net::WireError| s.refuse(e.reason(), e.to_status());
+        // The manifest must be the global model's before anything is
+        // allocated for the payload, so a hostile header cannot make the
+        // server reserve more than one model's worth of memory.
+        if let Some(pb::chunk::Part::Header(h)) = &first.part {
+            check_manifest(&s.manifest, &h.manifest).map_err(wire)?;
+        }
         let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
         let header = assembler.header().clone();
-        check_manifest(&s.manifest, &header.manifest).map_err(wire)?;
         let ticket = s
             .lock()
             .admit(&header)

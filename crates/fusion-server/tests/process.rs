@@ -1,0 +1,91 @@
+//! The `fusion-server` binary as a process: configured by flags and the
+//! environment, it serves a client, exposes /metrics, warns that TLS is
+//! off, writes its state and exits 0 after its last round.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn scrape(port: u16) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .expect("request");
+            let mut text = String::new();
+            s.read_to_string(&mut text).expect("response");
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "metrics never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_binary_runs_its_rounds_and_exits_zero() {
+    let dir = std::env::temp_dir().join(format!("fusion-server-process-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (port, metrics_port) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_fusion-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--rounds", "1", "--strategy", "align", "--model", "mlp:32"])
+        .args(["--state-dir", dir.to_str().expect("utf-8")])
+        .args(["--poll-ms", "20", "--finish-grace", "1"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .env("FUSION_MIN_CLIENTS", "1")
+        .env("FUSION_TOKEN", "tok")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fusion-server");
+
+    let before = scrape(metrics_port);
+    assert!(before.contains("200 OK"), "{before}");
+    assert!(
+        before.contains("fusion_rounds_completed_total 0"),
+        "{before}"
+    );
+
+    let data = fusion_data::DataSource::Embedded
+        .load()
+        .expect("data")
+        .train
+        .head(200);
+    let mut config = fusion_client::ClientConfig::new(format!("http://127.0.0.1:{port}"), "p0");
+    config.model = "mlp:32".parse().expect("model");
+    config.token = fusion_net::BearerToken::new(Some("tok".into()));
+    config.train.batch = 50;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let summary = runtime
+        .block_on(fusion_client::run(config, Arc::new(data)))
+        .expect("client finished");
+    assert_eq!(summary.rounds_merged, vec![1]);
+
+    let output = child.wait_with_output().expect("server exits");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("TLS IS OFF"), "the missing TLS is loud: {log}");
+    let lines = std::fs::read_to_string(dir.join("rounds.jsonl")).expect("round log");
+    assert_eq!(lines.lines().count(), 1);
+    assert!(dir.join("global.safetensors").is_file());
+
+    // A bad configuration is one clear error and exit status 1.
+    let bad = Command::new(env!("CARGO_BIN_EXE_fusion-server"))
+        .args(["--fraction", "2"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("fraction must be in (0, 1]"), "{err}");
+}
