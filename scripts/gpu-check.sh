@@ -5,7 +5,10 @@
 #  3. one training epoch of the 3x512 MLP on 60k images, flex vs wgpu
 #     (`fusion bench train`, ratio to flex printed);
 #  4. `fusion interpolate` (25 steps, all three methods) on the embedded
-#     data with flex and with wgpu, timed.
+#     data with flex and with wgpu, timed;
+#  5. `fusion simulate` (real server and 4 clients over loopback, align,
+#     2 rounds, embedded data) with training, alignment and evaluation on
+#     flex and on wgpu, timed.
 # Put the printed figures in docs/benchmarks.md, labelled with the card.
 #
 # With cargo on the machine it builds; otherwise set FUSION_BIN and
@@ -19,14 +22,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 if command -v cargo >/dev/null 2>&1 && [ -z "${FUSION_BIN:-}" ]; then
   cargo build --release -p fusion-cli --features wgpu
   FUSION_BIN=target/release/fusion
-  FUSION_WGPU_TEST=$(cargo test --release -p fusion-core --features wgpu --test weight_matching --no-run --message-format=json 2>/dev/null \
+  FUSION_WGPU_TEST=$(cargo test --release -p fusion-core --features wgpu --test engine --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("executable")]' | tail -1)
 fi
 : "${FUSION_BIN:?set FUSION_BIN or install cargo}"
 : "${FUSION_WGPU_TEST:?set FUSION_WGPU_TEST or install cargo}"
 
 echo "== planted permutation on wgpu"
-"$FUSION_WGPU_TEST" --exact planted_permutation_is_recovered_exactly_on_wgpu --nocapture
+"$FUSION_WGPU_TEST" --exact weight_matching::planted_permutation_is_recovered_exactly_on_wgpu --nocapture
 
 echo "== bench align, CPU (flex)"
 "$FUSION_BIN" bench align --backend flex --lap-sizes 512,2048
@@ -47,4 +50,13 @@ for backend in flex wgpu; do
     --backend "$backend" --out "$work/interp-$backend" >/dev/null
   end=$(date +%s.%N)
   python3 -c "print(f'interpolate on $backend: {$end - $start:.2f} s')"
+done
+
+echo "== simulate: 4 clients, 2 rounds, align, flex vs wgpu (embedded data)"
+for backend in flex wgpu; do
+  start=$(date +%s.%N)
+  "$FUSION_BIN" simulate --clients 4 --rounds 2 --strategy align --split dirichlet:0.3 \
+    --backend "$backend" --out "$work/simulate-$backend"
+  end=$(date +%s.%N)
+  python3 -c "print(f'simulate on $backend: {$end - $start:.2f} s')"
 done

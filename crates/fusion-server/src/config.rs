@@ -59,8 +59,8 @@ impl fmt::Display for StrategyName {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reference {
-    /// The current global model (the default). Falls back to `first` when
-    /// there is none yet (cold start).
+    /// The current global model (the default). Falls back to `largest`
+    /// when there is none yet (cold start, one-shot).
     Global,
     /// The first update of the round to arrive.
     First,

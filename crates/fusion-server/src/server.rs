@@ -289,7 +289,12 @@ impl Server {
         let cold = config.init == Init::Clients && state.round == 1;
         let reference = match (config.strategy, config.reference) {
             (StrategyName::Align, Reference::Largest) => ReferenceMode::Largest,
-            (StrategyName::Align, Reference::Global) if !cold => {
+            // A cold start has no global model yet: align to the largest
+            // client, as the reference implementation does. Measured on 8
+            // Dirichlet-0.3 clients (docs/experiments.md): 0.444 test
+            // accuracy against 0.268 when aligning to the first update.
+            (StrategyName::Align, Reference::Global) if cold => ReferenceMode::Largest,
+            (StrategyName::Align, Reference::Global) => {
                 ReferenceMode::Fixed(Some(state.global.params.clone()))
             }
             _ => ReferenceMode::Fixed(None),
