@@ -41,8 +41,30 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
         "{status:?}"
     );
 
+    // The real client stops at once on a wrong token: no retry storm.
+    let (train, _) = small_data(100);
+    let mut cfg = client_config(&url, "wrong-token", 0);
+    cfg.token = fusion_net::BearerToken::new(Some("guess".into()));
+    let started = std::time::Instant::now();
+    let err = fusion_client::run(cfg, std::sync::Arc::new(train))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, fusion_client::ClientError::Auth(_)), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
     let mut rpc = raw_client(&url, &ClientTls::default(), Some("secret"));
     join(&mut rpc, "c0", 100, &model).await;
+    let status = rpc
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        (status.round, status.rounds, status.finished),
+        (1, 1, false)
+    );
+    assert_eq!(status.strategy, "fedavg");
+    assert_eq!(status.live_clients, 1);
     let round = wait_for_train(&mut rpc, "c0").await;
     assert_eq!(round, 1);
 
