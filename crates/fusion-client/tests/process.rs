@@ -1,0 +1,69 @@
+//! The `fusion-client` binary as a process against an in-process server:
+//! it exits 0 when the server reports the run finished, and 1 with one
+//! clear line when the token is wrong.
+
+use std::process::Command;
+use std::time::Duration;
+
+use fusion_server::{Server, ServerConfig, StrategyName};
+
+#[test]
+fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
+    let dir = std::env::temp_dir().join(format!("fusion-client-process-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = ServerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        rounds: 1,
+        min_clients: 1,
+        strategy: StrategyName::Fedavg,
+        model: "mlp:32".into(),
+        state_dir: dir.clone(),
+        token: Some("tok".into()),
+        poll_ms: 20,
+        finish_grace_secs: 1.0,
+        ..ServerConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = runtime.spawn(
+        Server::new(config, None)
+            .expect("config")
+            .run(listener, std::future::pending()),
+    );
+
+    let client = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_fusion-client"))
+            .args(["--server", &url, "--dataset", "embedded", "--shard", "0/40"])
+            .args(["--split", "iid", "--model", "mlp:32", "--batch", "50"])
+            .args(["--give-up-after", "30"])
+            .env("FUSION_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run fusion-client")
+    };
+    let wrong = client("guess");
+    assert_eq!(wrong.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("authentication failed: wrong bearer token"),
+        "{err}"
+    );
+
+    let ok = client("tok");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let summary = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(30), server).await })
+        .expect("server finished in time")
+        .expect("task")
+        .expect("server ok");
+    assert_eq!(summary.records.len(), 1);
+    assert_eq!(summary.records[0].updates[0].client, "client-0");
+    let _ = std::fs::remove_dir_all(&dir);
+}
