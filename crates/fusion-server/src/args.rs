@@ -98,7 +98,7 @@ pub struct ServerArgs {
     /// Seconds to keep serving after the last round [default: 5].
     #[arg(long)]
     pub finish_grace: Option<f64>,
-    /// Address for Prometheus /metrics (off by default).
+    /// Address for the status page (/), /status.json and /metrics (off by default).
     #[arg(long, env = "FUSION_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// Log as JSON lines instead of text.

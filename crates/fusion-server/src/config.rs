@@ -173,7 +173,8 @@ pub struct ServerConfig {
     /// After the last round, seconds to keep answering so clients learn the
     /// run is finished.
     pub finish_grace_secs: f64,
-    /// Address for the Prometheus `/metrics` endpoint; none by default.
+    /// Address for the status page (`/`, `/status.json`) and Prometheus
+    /// `/metrics`; none by default.
     pub metrics_listen: Option<SocketAddr>,
 }
 

@@ -17,7 +17,8 @@
 //! - `service`: the gRPC handlers.
 //! - `server`: start-up, resume, the round loop, checkpoints.
 //! - `state_dir`: `global.safetensors` and `rounds.jsonl`, written atomically.
-//! - `metrics`: Prometheus counters and `/metrics`.
+//! - `metrics`: Prometheus counters.
+//! - `status_page`: the operator's live page, `/status.json` and `/metrics`.
 
 #![deny(missing_docs)]
 
@@ -31,6 +32,7 @@ mod rounds;
 mod server;
 mod service;
 mod state_dir;
+mod status_page;
 
 pub use args::ServerArgs;
 pub use config::{Init, Reference, ServerConfig, StrategyName};

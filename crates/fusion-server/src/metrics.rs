@@ -1,6 +1,5 @@
-//! Prometheus metrics and the `/metrics` endpoint that exposes them.
-
-use std::sync::Arc;
+//! Prometheus metrics: counters the server updates from any task, and
+//! their text exposition (served at `/metrics` by `status_page`).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +21,8 @@ pub struct Metrics {
     /// Updates merged.
     pub accepted: Counter,
     rejected: Family<Labels, Counter>,
+    /// The same counts by reason, for the status page.
+    reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Model bytes received.
     pub bytes_in: Counter,
     /// Model bytes sent.
@@ -88,6 +89,7 @@ impl Metrics {
             retries,
             accepted,
             rejected,
+            reasons: Default::default(),
             bytes_in,
             bytes_out,
             align_seconds,
@@ -103,6 +105,20 @@ impl Metrics {
         self.rejected
             .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
             .inc();
+        *self
+            .reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason.to_owned())
+            .or_default() += 1;
+    }
+
+    /// Every refusal reason seen so far, with its count.
+    pub fn rejections(&self) -> std::collections::BTreeMap<String, u64> {
+        self.reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Refusals counted under `reason` so far.
@@ -119,33 +135,6 @@ impl Metrics {
         let _ = encode(&mut text, &self.registry);
         text
     }
-}
-
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    metrics: Arc<Metrics>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.render(),
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

@@ -45,7 +45,6 @@ pub struct Server {
     strategy: Arc<dyn Strategy>,
     device: Device,
     test: Option<Arc<Dataset>>,
-    records: Vec<RoundRecord>,
     started_at_round: u32,
 }
 
@@ -120,6 +119,7 @@ impl Server {
             wake: Notify::new(),
             manifest,
             spec_hash,
+            records: Mutex::new(records),
             config,
         });
         Ok(Self {
@@ -128,7 +128,6 @@ impl Server {
             strategy,
             device,
             test: test.map(Arc::new),
-            records,
             started_at_round: completed + 1,
         })
     }
@@ -202,12 +201,12 @@ impl Server {
                         source,
                     })?;
                 tracing::info!(
-                    "metrics on http://{}/metrics",
+                    "status page on http://{0}/, metrics on http://{0}/metrics",
                     l.local_addr().unwrap_or(addr)
                 );
                 let mut rx = stop_rx.clone();
-                Some(tokio::spawn(crate::metrics::serve(
-                    self.shared.metrics.clone(),
+                Some(tokio::spawn(crate::status_page::serve(
+                    self.shared.clone(),
                     l,
                     async move {
                         let _ = rx.wait_for(|s| *s).await;
@@ -245,7 +244,7 @@ impl Server {
         Ok(RunSummary {
             run_id: self.shared.run_id.clone(),
             started_at_round: self.started_at_round,
-            records: self.records,
+            records: self.shared.records(),
             global,
         })
     }
@@ -406,7 +405,11 @@ impl Server {
             test_acc = ?record.test_acc,
             "round complete"
         );
-        self.records.push(record);
+        shared
+            .records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
         let mut state = shared.lock();
         state.global = Arc::new(GlobalModel {
             params: Arc::new(merged),

@@ -35,6 +35,9 @@ pub struct Shared {
     pub manifest: Vec<pb::TensorMeta>,
     /// Its hash, compared at Join.
     pub spec_hash: String,
+    /// Records of the completed rounds (resumed ones included), for the
+    /// status page and the run summary.
+    pub records: Mutex<Vec<crate::record::RoundRecord>>,
 }
 
 impl Shared {
@@ -42,6 +45,14 @@ impl Shared {
     /// the data: the state is updated in single steps that leave it valid.
     pub fn lock(&self) -> MutexGuard<'_, RoundState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The round records so far (a poisoned lock still yields them).
+    pub fn records(&self) -> Vec<crate::record::RoundRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn refuse(&self, reason: &'static str, status: Status) -> Status {

@@ -15,11 +15,15 @@ fn free_port() -> u16 {
 }
 
 fn scrape(port: u16) -> String {
+    get(port, "/metrics")
+}
+
+fn get(port: u16, path: &str) -> String {
     let start = Instant::now();
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .expect("request");
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(request.as_bytes()).expect("request");
             let mut text = String::new();
             s.read_to_string(&mut text).expect("response");
             return text;
@@ -32,6 +36,36 @@ fn scrape(port: u16) -> String {
     }
 }
 
+async fn join_silently(port: u16) {
+    let mut rpc = fusion_net::connect(
+        &format!("http://127.0.0.1:{port}"),
+        &fusion_net::ClientTls::default(),
+        fusion_net::BearerToken::new(Some("tok".into())),
+    )
+    .expect("client");
+    let model = fusion_core::synthetic::random_mlp(&[784, 32, 10], 0);
+    let manifest = fusion_net::Payload::from_params(&model)
+        .expect("payload")
+        .manifest;
+    let start = Instant::now();
+    while rpc
+        .join(fusion_net::pb::JoinRequest {
+            protocol_version: fusion_net::PROTOCOL_VERSION,
+            client_id: "silent".into(),
+            examples: 1,
+            spec_hash: fusion_net::manifest_hash(&manifest),
+        })
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn the_binary_runs_its_rounds_and_exits_zero() {
     let dir = std::env::temp_dir().join(format!("fusion-server-process-{}", std::process::id()));
@@ -41,9 +75,10 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--rounds", "1", "--strategy", "align", "--model", "mlp:32"])
         .args(["--state-dir", dir.to_str().expect("utf-8")])
-        .args(["--poll-ms", "20", "--finish-grace", "1"])
+        .args(["--poll-ms", "20", "--finish-grace", "3"])
+        .args(["--min-updates", "1", "--deadline", "2"])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-        .env("FUSION_MIN_CLIENTS", "1")
+        .env("FUSION_MIN_CLIENTS", "2")
         .env("FUSION_TOKEN", "tok")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -67,10 +102,30 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
     config.token = fusion_net::BearerToken::new(Some("tok".into()));
     config.train.batch = 50;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // A silent second client: sampled, it never uploads, so the round
+    // closes at its deadline with the one update (min_updates 1); never
+    // told the run is over, it keeps the server up for its finish grace,
+    // long enough to read the status page after the run.
+    runtime.block_on(join_silently(port));
     let summary = runtime
         .block_on(fusion_client::run(config, Arc::new(data)))
         .expect("client finished");
     assert_eq!(summary.rounds_merged, vec![1]);
+
+    // The operator's page and the JSON it polls, while the server lingers.
+    let page = get(metrics_port, "/");
+    assert!(
+        page.contains("text/html") && page.contains("Fusion server"),
+        "{page}"
+    );
+    let status = get(metrics_port, "/status.json");
+    let body = status.split("\r\n\r\n").nth(1).expect("body");
+    let json: serde_json::Value = serde_json::from_str(body).expect("JSON status");
+    assert_eq!(json["rounds"], 1);
+    assert_eq!(json["records"].as_array().map(Vec::len), Some(1));
+    assert_eq!(json["clients"][0]["id"], "p0");
+    assert_eq!(json["clients"][1]["id"], "silent");
+    assert_eq!(json["updates_accepted"], 1);
 
     let output = child.wait_with_output().expect("server exits");
     let log = String::from_utf8_lossy(&output.stderr);
