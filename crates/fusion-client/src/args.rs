@@ -124,8 +124,8 @@ impl ClientArgs {
             None => None,
         };
         anyhow::ensure!(
-            self.give_up_after.is_finite() && self.give_up_after > 0.0,
-            "--give-up-after must be a positive number of seconds"
+            self.give_up_after.is_finite() && self.give_up_after > 0.0 && self.give_up_after <= 1e7,
+            "--give-up-after must be a positive number of seconds, at most 1e7"
         );
         let seed = self.seed.unwrap_or(self.shard.index as u64);
         let mut config = ClientConfig::new(

@@ -239,18 +239,23 @@ impl ServerConfig {
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return bad(format!("fraction must be in (0, 1], got {}", self.fraction));
         }
+        const MAX_SECS: f64 = 1e7;
         for (name, v) in [
             ("round_deadline_secs", self.round_deadline_secs),
             ("client_timeout_secs", self.client_timeout_secs),
         ] {
-            if !(v.is_finite() && v > 0.0) {
+            // Bounded so that durations and deadlines cannot overflow.
+            if !(v.is_finite() && v > 0.0 && v <= MAX_SECS) {
                 return bad(format!(
-                    "{name} must be a positive number of seconds, got {v}"
+                    "{name} must be a positive number of seconds up to {MAX_SECS}, got {v}"
                 ));
             }
         }
-        if !(self.finish_grace_secs.is_finite() && self.finish_grace_secs >= 0.0) {
-            return bad("finish_grace_secs must be zero or more".into());
+        let grace = self.finish_grace_secs;
+        if !(grace.is_finite() && (0.0..=MAX_SECS).contains(&grace)) {
+            return bad(format!(
+                "finish_grace_secs must be between 0 and {MAX_SECS} seconds, got {grace}"
+            ));
         }
         if !(self.proximal_mu.is_finite() && self.proximal_mu >= 0.0) {
             return bad(format!("proximal_mu must be ≥ 0, got {}", self.proximal_mu));
@@ -370,6 +375,12 @@ mod tests {
                 .to_string()
                 .contains("fraction")
         );
+        let bad = ServerConfig {
+            round_deadline_secs: 1e30,
+            ..ServerConfig::default()
+        };
+        let err = bad.validate().expect_err("deadline").to_string();
+        assert!(err.contains("round_deadline_secs"), "{err}");
         let bad = ServerConfig {
             chunk_bytes: 10,
             ..ServerConfig::default()
