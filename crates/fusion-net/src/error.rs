@@ -87,7 +87,7 @@ pub enum WireError {
     #[error("model cannot be sent: {0}")]
     Unsendable(String),
     /// A PEM file is missing or unreadable.
-    #[error("cannot read {what} `{path}`: {source}")]
+    #[error("cannot read {what} `{path}`")]
     File {
         /// What the file is for.
         what: &'static str,

@@ -13,7 +13,7 @@ pub enum ServerError {
     #[error("configuration: {0}")]
     Config(String),
     /// A file or directory could not be used.
-    #[error("cannot use {what} `{}`: {source}", path.display())]
+    #[error("cannot use {what} `{}`", path.display())]
     Io {
         /// What the path is for.
         what: &'static str,
