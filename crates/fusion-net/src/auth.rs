@@ -27,11 +27,6 @@ impl BearerToken {
         Self(token.filter(|t| !t.is_empty()))
     }
 
-    /// Whether a token is set.
-    pub fn is_set(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Server side: accepts the call when no token is configured or the
     /// call carries the right one. The comparison takes the same time
     /// wherever the first difference is.

@@ -26,11 +26,6 @@ pub enum StrategyName {
     MergeMany,
 }
 
-impl StrategyName {
-    /// Every strategy, in the order `fusion simulate` runs them.
-    pub const ALL: [StrategyName; 3] = [Self::Fedavg, Self::Align, Self::MergeMany];
-}
-
 impl FromStr for StrategyName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -39,5 +39,5 @@ pub use config::{Init, Reference, ServerConfig, StrategyName};
 pub use error::ServerError;
 pub use metrics::Metrics;
 pub use record::{ClientRound, RoundRecord};
-pub use server::{RunSummary, Server, build_strategy};
+pub use server::{RunSummary, Server};
 pub use state_dir::{StateDir, write_atomic};

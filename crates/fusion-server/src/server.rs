@@ -447,7 +447,7 @@ async fn evaluate(
 }
 
 /// The engine's strategy for `config`.
-pub fn build_strategy(config: &ServerConfig, device: &Device) -> Arc<dyn Strategy> {
+fn build_strategy(config: &ServerConfig, device: &Device) -> Arc<dyn Strategy> {
     let options = MatchOptions {
         seed: config.seed,
         ..MatchOptions::default()

@@ -184,11 +184,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = File::create(&temp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&temp, path).map_err(io)?;
+    let written = (|| -> std::io::Result<()> {
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)
+    })();
+    if let Err(e) = written {
+        // A full disk must not also leave a half-written temporary behind.
+        let _ = std::fs::remove_file(&temp);
+        return Err(io(e));
+    }
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
