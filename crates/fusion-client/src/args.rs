@@ -30,13 +30,13 @@ pub struct ClientArgs {
     #[arg(long, default_value = "iid", env = "FUSION_SPLIT")]
     pub split: Split,
     /// Seed of the split (every client of a federation must use the same).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, env = "FUSION_SPLIT_SEED")]
     pub split_seed: u64,
     /// Model architecture; must match the server's.
-    #[arg(long, default_value = "mlp")]
+    #[arg(long, default_value = "mlp", env = "FUSION_MODEL")]
     pub model: MlpArchitecture,
     /// Local epochs per round.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, env = "FUSION_LOCAL_EPOCHS")]
     pub local_epochs: usize,
     /// Epochs when the server asks for the client's own model (cold start).
     #[arg(long, default_value_t = 5)]
@@ -82,6 +82,10 @@ pub struct ClientArgs {
     /// Seconds of an unreachable server before giving up.
     #[arg(long, default_value_t = 600.0)]
     pub give_up_after: f64,
+    /// Keep this file fresh while alive (rewritten on each server answer
+    /// and every 5 s of training), for container health checks.
+    #[arg(long, env = "FUSION_HEALTH_FILE")]
+    pub health_file: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "FUSION_JSON_LOGS")]
     pub json_logs: bool,
@@ -154,6 +158,7 @@ impl ClientArgs {
         config.init_model = init_model;
         config.backend = self.backend;
         config.give_up_after = Duration::from_secs_f64(self.give_up_after);
+        config.health_file = self.health_file.clone();
         Ok((config, mine))
     }
 }

@@ -14,6 +14,7 @@ use tonic::{Code, Status};
 use crate::backoff::Backoff;
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::health::{HealthFile, REFRESH};
 
 /// What a client did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,6 +51,7 @@ struct Session {
     /// connection failure does not train again.
     pending: Option<(u32, ParamSet)>,
     summary: ClientSummary,
+    health: HealthFile,
 }
 
 /// Runs a client on `data` (its shard) until the server reports the run
@@ -60,6 +62,7 @@ pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSumma
     let template = fusion_core::synthetic::random_mlp(&widths, 0);
     let spec_hash = manifest_hash(&Payload::from_params(&template)?.manifest);
     let mut session = Session {
+        health: HealthFile::new(config.health_file.clone()),
         backoff: Backoff::new(config.backoff.0, config.backoff.1),
         config,
         data,
@@ -99,6 +102,7 @@ impl Session {
                 self.connected();
                 match pb::Action::try_from(reply.action).unwrap_or(pb::Action::Unspecified) {
                     pb::Action::Finished => {
+                        self.health.write("finished");
                         tracing::info!(client = %self.config.client_id, "run finished");
                         return Ok(());
                     }
@@ -134,6 +138,7 @@ impl Session {
                     .clamp(fusion_net::MIN_CHUNK_BYTES, fusion_net::MAX_CHUNK_BYTES);
                 self.poll = Duration::from_millis(u64::from(reply.poll_ms.max(1)));
                 self.connected();
+                self.health.write("joined");
                 tracing::info!(
                     client = %self.config.client_id,
                     run = %reply.run_id,
@@ -265,7 +270,8 @@ impl Session {
         let config = self.config.clone();
         let data = self.data.clone();
         let from_global = start.is_some();
-        let handle = tokio::task::spawn_blocking(move || -> Result<ParamSet, ClientError> {
+        self.health.write(&format!("training round {round}"));
+        let mut handle = tokio::task::spawn_blocking(move || -> Result<ParamSet, ClientError> {
             let device = config.backend.device()?;
             let model = match &start {
                 Some(global) => Mlp::from_params(global, &device)
@@ -296,12 +302,19 @@ impl Session {
             );
             Ok(trained.to_params())
         });
-        handle
-            .await
-            .map_err(|e| ClientError::Model(format!("training task failed: {e}")))?
+        // Training says nothing to the server; keep the health file fresh.
+        let mut ticks = tokio::time::interval(REFRESH);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut handle => break outcome,
+                _ = ticks.tick() => self.health.beat(&format!("training round {round}")),
+            }
+        };
+        outcome.map_err(|e| ClientError::Model(format!("training task failed: {e}")))?
     }
 
     fn connected(&mut self) {
+        self.health.beat("connected");
         self.backoff.reset();
         self.unreachable_since = None;
     }

@@ -37,6 +37,8 @@ pub struct ClientConfig {
     pub backoff: (Duration, Duration),
     /// Give up after the server has been unreachable this long.
     pub give_up_after: Duration,
+    /// Liveness file for container health checks ([`crate::HealthFile`]).
+    pub health_file: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -59,6 +61,7 @@ impl ClientConfig {
             backend: ComputeBackend::default(),
             backoff: (Duration::from_millis(200), Duration::from_secs(10)),
             give_up_after: Duration::from_secs(600),
+            health_file: None,
         }
     }
 }

@@ -11,6 +11,8 @@
 //!   exponential backoff and full jitter ([`Backoff`]); an authentication
 //!   or TLS failure stops the client at once, so a misconfigured fleet
 //!   does not hammer the server.
+//! - [`HealthFile`]: a liveness file for container health checks, since a
+//!   client has no port to probe.
 
 #![deny(missing_docs)]
 
@@ -19,9 +21,11 @@ mod backoff;
 mod client;
 mod config;
 mod error;
+mod health;
 
 pub use args::ClientArgs;
 pub use backoff::Backoff;
 pub use client::{ClientSummary, run};
 pub use config::ClientConfig;
 pub use error::ClientError;
+pub use health::HealthFile;

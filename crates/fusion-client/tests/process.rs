@@ -1,6 +1,6 @@
 //! The `fusion-client` binary as a process against an in-process server:
-//! it exits 0 when the server reports the run finished, and 1 with one
-//! clear line when the token is wrong.
+//! it exits 0 when the server reports the run finished (its health file
+//! saying so), and 1 with one clear line when the token is wrong.
 
 use std::process::Command;
 use std::time::Duration;
@@ -34,9 +34,12 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
             .run(listener, std::future::pending()),
     );
 
+    let health = dir.with_extension("alive");
     let client = |token: &str| {
         Command::new(env!("CARGO_BIN_EXE_fusion-client"))
             .args(["--server", &url, "--dataset", "embedded", "--shard", "0/40"])
+            .arg("--health-file")
+            .arg(&health)
             .args(["--split", "iid", "--model", "mlp:32", "--batch", "50"])
             .args(["--give-up-after", "30"])
             .env("FUSION_TOKEN", token)
@@ -65,5 +68,9 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
         .expect("server ok");
     assert_eq!(summary.records.len(), 1);
     assert_eq!(summary.records[0].updates[0].client, "client-0");
+    // The liveness file for container health checks says how it ended.
+    let alive = std::fs::read_to_string(&health).expect("health file written");
+    assert!(alive.ends_with(" finished\n"), "{alive}");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&health);
 }

@@ -1,6 +1,8 @@
 //! The operator's HTTP side: a live, read-only status page (`/`), the
-//! JSON it polls (`/status.json`) and Prometheus text (`/metrics`). The
-//! page is one HTML file compiled into the binary: no npm, no assets.
+//! JSON it polls (`/status.json`), Prometheus text (`/metrics`) and a
+//! health probe (`/healthz`) for container health checks and Kubernetes
+//! probes. The page is one HTML file compiled into the binary: no npm, no
+//! assets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,13 +56,27 @@ pub fn status_json(shared: &Shared) -> serde_json::Value {
     })
 }
 
-/// Serves the page, `/status.json` and `/metrics` until `shutdown`.
+/// The health probe's answer: 200 with the round while the server runs.
+/// It is served by the same task as the page, so a wedged runtime stops
+/// answering and the container is marked unhealthy.
+pub fn health_text(shared: &Shared) -> String {
+    let state = shared.lock();
+    format!(
+        "ok round {} of {}\n",
+        state.round.min(shared.config.rounds),
+        shared.config.rounds
+    )
+}
+
+/// Serves the page, `/status.json`, `/metrics` and `/healthz` until
+/// `shutdown`.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let for_status = shared.clone();
+    let for_health = shared.clone();
     let for_metrics = shared;
     let app = axum::Router::new()
         .route(
@@ -77,6 +93,13 @@ pub async fn serve(
                         status_json(&shared).to_string(),
                     )
                 }
+            }),
+        )
+        .route(
+            "/healthz",
+            get(move || {
+                let shared = for_health.clone();
+                async move { health_text(&shared) }
             }),
         )
         .route(

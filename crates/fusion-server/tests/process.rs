@@ -118,6 +118,11 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
         page.contains("text/html") && page.contains("Fusion server"),
         "{page}"
     );
+    let health = get(metrics_port, "/healthz");
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("ok round 1 of 1"),
+        "{health}"
+    );
     let status = get(metrics_port, "/status.json");
     let body = status.split("\r\n\r\n").nth(1).expect("body");
     let json: serde_json::Value = serde_json::from_str(body).expect("JSON status");
