@@ -186,10 +186,17 @@ impl RoundState {
     /// Decides the round loop's next step at `now`.
     pub fn step(&mut self, now: Instant, config: &ServerConfig) -> Step {
         if let Some(done) = self.finished_at {
-            let all_told = self
-                .live(now, config.client_timeout())
-                .iter()
-                .all(|id| self.clients.get(id).is_some_and(|c| c.told_finished));
+            // Exit early only once a federation's worth of clients (at
+            // least min_clients) has heard, and every live one has. A server
+            // restarted on a finished run meets its clients one by one: had
+            // it left after the first (or, vacuously, before any), the rest
+            // would retry until they give up. Otherwise it waits its grace.
+            let live = self.live(now, config.client_timeout());
+            let told = self.clients.values().filter(|c| c.told_finished).count();
+            let all_told = told >= config.min_clients as usize
+                && live
+                    .iter()
+                    .all(|id| self.clients.get(id).is_some_and(|c| c.told_finished));
             let grace = Duration::from_secs_f64(config.finish_grace_secs);
             return if all_told || now.saturating_duration_since(done) >= grace {
                 Step::Exit
@@ -358,5 +365,49 @@ mod tests {
             .map(|a| sample(live.clone(), 0.3, 1, 7, 2, a))
             .collect();
         assert!(picks.len() > 1, "retries draw other clients");
+    }
+
+    fn finished_state() -> RoundState {
+        let params = Arc::new(fusion_core::synthetic::random_mlp(&[4, 3, 2], 0));
+        let payload = Payload::from_params(&params).expect("payload");
+        // Round 3 of 2: a server resumed on a run whose rounds are all done.
+        RoundState::new(3, Arc::new(GlobalModel { params, payload }), 2)
+    }
+
+    fn join(state: &mut RoundState, client: &str, now: Instant) {
+        state.clients.insert(
+            client.into(),
+            ClientEntry {
+                examples: 1,
+                last_seen: now,
+                told_finished: false,
+            },
+        );
+    }
+
+    #[test]
+    fn a_resumed_finished_run_waits_for_its_clients_to_hear_it() {
+        let config = ServerConfig::default();
+        let grace = Duration::from_secs_f64(config.finish_grace_secs);
+        let mut state = finished_state();
+        let start = state.finished_at.expect("finished");
+        // No client seen yet: wait, not exit, until the grace is over.
+        assert!(matches!(state.step(start, &config), Step::Wait));
+        assert!(matches!(state.step(start + grace / 2, &config), Step::Wait));
+        assert!(matches!(state.step(start + grace, &config), Step::Exit));
+
+        // Clients that join within the grace are told; the server goes
+        // once min_clients (2 here) have heard, not after the first.
+        assert_eq!(config.min_clients, 2);
+        let mut state = finished_state();
+        let now = state.finished_at.expect("finished") + grace / 4;
+        join(&mut state, "first", now);
+        assert!(matches!(state.step(now, &config), Step::Wait));
+        let reply = state.instruction("first", now, &config);
+        assert_eq!(reply.action, pb::Action::Finished as i32);
+        assert!(matches!(state.step(now, &config), Step::Wait));
+        join(&mut state, "second", now);
+        state.instruction("second", now, &config);
+        assert!(matches!(state.step(now, &config), Step::Exit));
     }
 }
