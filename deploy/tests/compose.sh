@@ -65,9 +65,9 @@ dc up --no-color >"$log" 2>&1 &
 up_pid=$!
 
 container() { dc ps -a -q "$1"; }
-health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$(container "$1")" 2>/dev/null; }
+health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$1" 2>/dev/null; }
 
-# Look the victim up now: compose's CLI is too slow to call mid-round.
+# Look containers up once, now: compose's CLI is too slow to call mid-round.
 victim=
 for _ in $(seq 1 300); do
   victim=$(container client-2 2>/dev/null || true)
@@ -76,6 +76,8 @@ for _ in $(seq 1 300); do
   sleep 0.5
 done
 [ -n "$victim" ] || fail "client-2 never started"
+server_id=$(container fusion-server)
+client0_id=$(container client-0)
 
 echo "waiting for round 2 to open (status page on 127.0.0.1:$FUSION_STATUS_PORT)"
 python3 - "$FUSION_STATUS_PORT" "$victim" <<'PY' || fail "round 2 never opened with all three clients sampled"
@@ -101,8 +103,8 @@ echo "killed client-2 in round 2; the round must close at its deadline with two 
 saw_server=false saw_client=false
 for _ in $(seq 1 180); do
   kill -0 "$up_pid" 2>/dev/null || break
-  [ "$(health fusion-server)" = healthy ] && saw_server=true
-  [ "$(health client-0)" = healthy ] && saw_client=true
+  [ "$(health "$server_id")" = healthy ] && saw_server=true
+  [ "$(health "$client0_id")" = healthy ] && saw_client=true
   sleep 1
 done
 kill -0 "$up_pid" 2>/dev/null && fail "compose up still running 180 s after the kill"
