@@ -10,7 +10,8 @@
 //!   permutation of hidden units reorders.
 //! - [`weight_matching`]: finds the permutations aligning model B to A.
 //! - [`Strategy`]: how many models become one ([`WeightedAverage`],
-//!   [`AlignToReference`], [`MergeMany`]).
+//!   [`AlignToReference`], [`MergeMany`], [`RegMean`], [`Layerwise`]),
+//!   chosen by [`StrategyKind`] and built by [`StrategyConfig`].
 //!
 //! ```
 //! use fusion_core::{ComputeBackend, MatchOptions, ParamSet, ParamTensor, infer_mlp_spec, weight_matching};
@@ -54,8 +55,10 @@ pub use device::{BackendError, ComputeBackend};
 pub use lap::{Assignment, LapError, LapSolver, Sense};
 pub use matching::{MatchError, MatchOptions, MatchResult, weight_matching};
 pub use merge::{
-    Aggregation, AlignToReference, MergeError, MergeMany, MergeOutcome, ModelReport, PermMoved,
-    RunningSum, Strategy, WeightedAverage,
+    Aggregation, AlignToReference, Instructions, Layerwise, MergeError, MergeMany, MergeOutcome,
+    ModelReport, PermMoved, Reference, RegMean, RoundContext, RunningSum, StatisticKind,
+    StatisticRequest, Strategy, StrategyConfig, StrategyKind, Update, WeightedAverage,
+    add_unpacked, pack_upper,
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,
@@ -63,7 +66,8 @@ pub use params::{
 };
 pub use perm::{PermError, Permutation};
 pub use spec::{
-    AxisRef, PermDef, PermutationSpec, SpecError, SpecSource, ValidatedSpec, infer_mlp_spec,
+    AxisRef, LinearLayer, PermDef, PermutationSpec, SpecError, SpecSource, ValidatedSpec,
+    infer_mlp_spec, linear_chain,
 };
 
 /// Re-exported so callers can name a device without depending on burn.

@@ -1,6 +1,8 @@
 use super::fold::Fold;
-use super::{Aggregation, MergeError, MergeOutcome, ModelReport, Strategy};
-use crate::params::ParamSet;
+use super::{
+    Aggregation, MergeError, MergeOutcome, ModelReport, RoundContext, Strategy, StrategyKind,
+    Update,
+};
 
 /// Coordinate-wise weighted average of parameters: FedAvg when the weights
 /// are example counts. The baseline Fusion improves on; also the right
@@ -10,14 +12,11 @@ use crate::params::ParamSet;
 pub struct WeightedAverage;
 
 impl Strategy for WeightedAverage {
-    fn name(&self) -> &'static str {
-        "average"
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::Fedavg
     }
 
-    fn begin(
-        &self,
-        _reference: Option<&ParamSet>,
-    ) -> Result<Box<dyn Aggregation + '_>, MergeError> {
+    fn begin(&self, _round: &RoundContext) -> Result<Box<dyn Aggregation + '_>, MergeError> {
         Ok(Box::new(AverageAggregation::default()))
     }
 }
@@ -28,13 +27,13 @@ struct AverageAggregation {
 }
 
 impl Aggregation for AverageAggregation {
-    fn add(&mut self, model: &ParamSet, weight: f64) -> Result<ModelReport, MergeError> {
+    fn add(&mut self, update: Update) -> Result<ModelReport, MergeError> {
         let report = ModelReport {
             index: self.fold.next_index(),
-            weight,
+            weight: update.weight,
             ..ModelReport::default()
         };
-        self.fold.add(model, report)
+        self.fold.add(update.require_params()?, report)
     }
 
     fn count(&self) -> usize {

@@ -36,6 +36,28 @@ pub enum MergeError {
         /// The failure.
         source: MatchError,
     },
+    /// An update that is not what the exchange asked for: weights missing
+    /// or unasked, a statistic missing, unrequested, misshapen or not
+    /// finite. The message names which.
+    #[error("{0}")]
+    BadUpdate(String),
+    /// The strategy needs statistics of the clients' data, which an
+    /// offline merge of model files does not have.
+    #[error(
+        "`{0}` needs statistics computed on each client's data; run it in a federation or `fusion simulate`"
+    )]
+    NeedsStatistics(super::StrategyKind),
+    /// A layer's normal equations are singular (no ridge, or data that
+    /// excite too few directions).
+    #[error(
+        "layer `{layer}`: its normal equations are singular (pivot {pivot}); use a ridge above 0"
+    )]
+    Singular {
+        /// The layer.
+        layer: String,
+        /// The first failing pivot.
+        pivot: usize,
+    },
     /// Found permutations do not fit (an internal inconsistency).
     #[error(transparent)]
     Perm(#[from] PermError),

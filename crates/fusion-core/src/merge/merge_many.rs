@@ -3,7 +3,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::{Aggregation, MergeError, MergeOutcome, ModelReport, PermMoved, RunningSum, Strategy};
+use super::{
+    Aggregation, MergeError, MergeOutcome, ModelReport, PermMoved, RoundContext, RunningSum,
+    Strategy, StrategyKind, Update,
+};
 use crate::matching::{MatchOptions, weight_matching};
 use crate::params::ParamSet;
 use crate::perm::Permutation;
@@ -28,26 +31,29 @@ pub struct MergeMany {
 }
 
 impl MergeMany {
-    /// MergeMany with default options and at most 50 passes.
+    /// MergeMany with default options and at most
+    /// [`MergeMany::DEFAULT_MAX_PASSES`] passes.
     pub fn new(spec: SpecSource, device: Device) -> Self {
         Self {
             spec,
             device,
             options: MatchOptions::default(),
-            max_passes: 50,
+            max_passes: Self::DEFAULT_MAX_PASSES,
         }
     }
+
+    /// The default pass cap. Measured on 8 one-shot Fashion-MNIST clients
+    /// (issue 10): running to convergence (15–45 passes) gains about 0.01
+    /// accuracy over 5 passes at 3–6x the time; 10 keeps most of that gain.
+    pub const DEFAULT_MAX_PASSES: usize = 10;
 }
 
 impl Strategy for MergeMany {
-    fn name(&self) -> &'static str {
-        "merge-many"
+    fn kind(&self) -> StrategyKind {
+        StrategyKind::MergeMany
     }
 
-    fn begin(
-        &self,
-        _reference: Option<&ParamSet>,
-    ) -> Result<Box<dyn Aggregation + '_>, MergeError> {
+    fn begin(&self, _round: &RoundContext) -> Result<Box<dyn Aggregation + '_>, MergeError> {
         Ok(Box::new(MergeManyAggregation {
             strategy: self,
             models: Vec::new(),
@@ -65,9 +71,12 @@ struct MergeManyAggregation<'s> {
 }
 
 impl Aggregation for MergeManyAggregation<'_> {
-    fn add(&mut self, model: &ParamSet, weight: f64) -> Result<ModelReport, MergeError> {
-        self.layout.add(model, weight)?;
-        self.models.push((model.clone(), weight));
+    fn add(&mut self, update: Update) -> Result<ModelReport, MergeError> {
+        let weight = update.weight;
+        RunningSum::check_weight(self.models.len(), weight)?;
+        self.layout.add(update.require_params()?, weight)?;
+        self.models
+            .push((update.params.unwrap_or_default(), weight));
         Ok(ModelReport {
             index: self.models.len() - 1,
             weight,

@@ -1,20 +1,34 @@
-//! Merging models: plain weighted averaging (FedAvg), alignment to a
-//! reference, and MergeMany, behind one [`Strategy`] trait that the
-//! federated server drives round after round.
+//! Merging models behind one [`Strategy`] trait that the federated server,
+//! `fusion merge` and `fusion simulate` drive: plain weighted averaging
+//! (FedAvg), alignment to a reference, MergeMany, and the data-aware
+//! least-squares merges (RegMean, layer-wise) that ask clients for
+//! statistics of their data. [`StrategyConfig`] builds any of them from a
+//! [`StrategyKind`].
 
 mod align;
 mod average;
+mod config;
 mod error;
 mod fold;
+mod kind;
+mod layerwise;
+mod least_squares;
 mod merge_many;
+mod regmean;
 mod report;
 mod running_sum;
+mod statistics;
 mod strategy;
 
 pub use align::AlignToReference;
 pub use average::WeightedAverage;
+pub use config::StrategyConfig;
 pub use error::MergeError;
+pub use kind::{Reference, StrategyKind};
+pub use layerwise::Layerwise;
 pub use merge_many::MergeMany;
+pub use regmean::RegMean;
 pub use report::{MergeOutcome, ModelReport, PermMoved};
 pub use running_sum::RunningSum;
-pub use strategy::{Aggregation, Strategy};
+pub use statistics::{StatisticKind, StatisticRequest, add_unpacked, pack_upper};
+pub use strategy::{Aggregation, Instructions, RoundContext, Strategy, Update};

@@ -5,27 +5,46 @@ use std::collections::BTreeMap;
 use super::{AxisRef, PermDef, PermutationSpec, SpecError};
 use crate::params::ParamSet;
 
-/// One `Linear` layer found in the file.
-struct Layer {
-    index: u64,
-    weight: String,
-    bias: Option<String>,
-    out: usize,
-    inp: usize,
+/// One `Linear` layer of a chain: its tensors and sizes. The data-aware
+/// strategies (RegMean, layer-wise least squares) ask clients for
+/// statistics per layer and solve each layer from them, so they need the
+/// chain in order, not only the permutations between its layers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinearLayer {
+    /// The layer's name: its weight's name without `.weight` (`layers.0`).
+    pub name: String,
+    /// Index in the file's naming (`layers.{index}`); orders the chain.
+    pub index: u64,
+    /// The weight tensor, `[outputs, inputs]`.
+    pub weight: String,
+    /// The bias tensor, `[outputs]`, if the layer has one.
+    pub bias: Option<String>,
+    /// Output features.
+    pub outputs: usize,
+    /// Input features.
+    pub inputs: usize,
 }
 
-/// Infers the spec of a chain of `Linear` layers: tensors named
+impl LinearLayer {
+    /// Columns of the layer's input once a constant 1 is appended for the
+    /// bias (`inputs + 1` with a bias, `inputs` without): the size of the
+    /// layer's Gram matrix.
+    pub fn augmented_inputs(&self) -> usize {
+        self.inputs + usize::from(self.bias.is_some())
+    }
+}
+
+/// Finds the chain of `Linear` layers of `params`: tensors named
 /// `PREFIX{i}.weight` (2-D, `[out, in]`) with optional `PREFIX{i}.bias`, as
 /// written by `layers = nn.ModuleList(...)` (`layers.{i}`) or by an
-/// `nn.Sequential` (`{i}`, or `net.{i}` inside a module). Indices need not be
-/// consecutive: a Sequential interleaves activations.
+/// `nn.Sequential` (`{i}`, or `net.{i}` inside a module), in index order.
+/// Indices need not be consecutive: a Sequential interleaves activations.
 ///
-/// Hidden layer `k` (between Linear `k` and `k+1`) gets permutation `P_k`,
-/// acting on rows of weight `k`, on bias `k`, and on columns of weight
-/// `k+1`. Any other float tensor makes inference fail: a permutation that
-/// ignored it would silently change what the model computes.
-pub fn infer_mlp_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
-    let mut groups: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
+/// It refuses a chain whose sizes do not connect and any float tensor
+/// outside the chain, since a caller that ignored it would silently change
+/// what the model computes.
+pub fn linear_chain(params: &ParamSet) -> Result<Vec<LinearLayer>, SpecError> {
+    let mut groups: BTreeMap<String, Vec<LinearLayer>> = BTreeMap::new();
     for (name, t) in params.iter() {
         let Some(stem) = name.strip_suffix(".weight") else {
             continue;
@@ -46,31 +65,29 @@ pub fn infer_mlp_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
                 t.shape()[0]
             )));
         }
-        groups.entry(prefix.to_owned()).or_default().push(Layer {
-            index,
-            weight: name.to_owned(),
-            bias: bias.map(|(n, _)| n),
-            out: t.shape()[0],
-            inp: t.shape()[1],
-        });
+        groups
+            .entry(prefix.to_owned())
+            .or_default()
+            .push(LinearLayer {
+                name: stem.to_owned(),
+                index,
+                weight: name.to_owned(),
+                bias: bias.map(|(n, _)| n),
+                outputs: t.shape()[0],
+                inputs: t.shape()[1],
+            });
     }
     let Some((prefix, mut layers)) = groups.into_iter().max_by_key(|(_, v)| v.len()) else {
         return Err(SpecError::CannotInfer(
             "no 2-D tensors named like 'layers.{i}.weight' or '{i}.weight'".into(),
         ));
     };
-    if layers.len() < 2 {
-        return Err(SpecError::CannotInfer(format!(
-            "only one Linear layer ('{}'), so there are no hidden units to permute",
-            layers[0].weight
-        )));
-    }
     layers.sort_by_key(|l| l.index);
     for pair in layers.windows(2) {
-        if pair[1].inp != pair[0].out {
+        if pair[1].inputs != pair[0].outputs {
             return Err(SpecError::CannotInfer(format!(
                 "'{}' takes {} inputs but '{}' gives {} outputs",
-                pair[1].weight, pair[1].inp, pair[0].weight, pair[0].out
+                pair[1].weight, pair[1].inputs, pair[0].weight, pair[0].outputs
             )));
         }
     }
@@ -82,6 +99,22 @@ pub fn infer_mlp_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
         return Err(SpecError::CannotInfer(format!(
             "tensor '{extra}' is not part of the Linear chain '{prefix}{{i}}'; \
              write a spec file that says how it is permuted"
+        )));
+    }
+    Ok(layers)
+}
+
+/// Infers the spec of a chain of `Linear` layers (see [`linear_chain`]).
+///
+/// Hidden layer `k` (between Linear `k` and `k+1`) gets permutation `P_k`,
+/// acting on rows of weight `k`, on bias `k`, and on columns of weight
+/// `k+1`.
+pub fn infer_mlp_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
+    let layers = linear_chain(params)?;
+    if layers.len() < 2 {
+        return Err(SpecError::CannotInfer(format!(
+            "only one Linear layer ('{}'), so there are no hidden units to permute",
+            layers[0].weight
         )));
     }
     let perms = layers

@@ -8,6 +8,6 @@ mod model;
 mod validate;
 
 pub use error::SpecError;
-pub use infer::infer_mlp_spec;
+pub use infer::{LinearLayer, infer_mlp_spec, linear_chain};
 pub use model::{AxisRef, PermDef, PermutationSpec, SpecSource};
 pub use validate::ValidatedSpec;

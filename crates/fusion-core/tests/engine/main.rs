@@ -2,6 +2,7 @@
 
 mod common;
 mod lap_solver;
+mod least_squares;
 mod merge;
 mod permutation;
 mod spec_validation;

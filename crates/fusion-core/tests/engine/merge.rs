@@ -3,9 +3,11 @@
 
 use crate::common;
 
+use std::sync::Arc;
+
 use fusion_core::{
-    AlignToReference, ComputeBackend, MatchOptions, MergeMany, ParamSet, SpecSource, Strategy,
-    WeightedAverage, infer_mlp_spec, weight_matching,
+    AlignToReference, ComputeBackend, MatchOptions, MergeMany, ParamSet, Reference, RoundContext,
+    SpecSource, Strategy, Update, WeightedAverage, infer_mlp_spec, weight_matching,
 };
 
 const WIDTHS: [usize; 4] = [24, 32, 32, 6];
@@ -48,6 +50,14 @@ fn permuted_copies(a: &ParamSet, count: u64) -> Vec<ParamSet> {
         .collect()
 }
 
+/// A round whose clients started from `global`.
+fn from_global(global: &ParamSet) -> RoundContext {
+    RoundContext {
+        global: Some(Arc::new(global.clone())),
+        from_own_init: false,
+    }
+}
+
 fn device() -> fusion_core::Device {
     ComputeBackend::Flex.device().expect("flex")
 }
@@ -57,7 +67,10 @@ fn weighted_average_is_exact() {
     let a = common::random_mlp(&WIDTHS, 1);
     let b = common::random_mlp(&WIDTHS, 2);
     let out = WeightedAverage
-        .merge(None, &[(a.clone(), 1.0), (b.clone(), 3.0)])
+        .merge(
+            &RoundContext::default(),
+            &[(a.clone(), 1.0), (b.clone(), 3.0)],
+        )
         .expect("merge");
     for (name, m) in out.merged.iter() {
         let (x, y) = (a.get(name).expect("a"), b.get(name).expect("b"));
@@ -74,21 +87,28 @@ fn a_bad_model_is_refused_and_the_rest_still_merge() {
     let other_shape = common::random_mlp(&[24, 30, 32, 6], 2);
     let mut nan = a.clone();
     nan.at_mut(3).data_mut()[0] = f32::NAN;
-    let mut agg = WeightedAverage.begin(None).expect("begin");
-    agg.add(&a, 1.0).expect("first");
-    let err = agg.add(&other_shape, 1.0).expect_err("shape");
+    let mut agg = WeightedAverage
+        .begin(&RoundContext::default())
+        .expect("begin");
+    agg.add(Update::weights(a.clone(), 1.0)).expect("first");
+    let err = agg
+        .add(Update::weights(other_shape.clone(), 1.0))
+        .expect_err("shape");
     assert_eq!(
         err.to_string(),
         "tensor 'layers.0.weight' has shape [32, 24] in model 0 but [30, 24] in model 1"
     );
-    let err = agg.add(&nan, 1.0).expect_err("nan");
+    let err = agg.add(Update::weights(nan.clone(), 1.0)).expect_err("nan");
     assert!(err.to_string().contains("non-finite value (NaN)"), "{err}");
-    let err = agg.add(&a, -1.0).expect_err("weight");
+    let err = agg
+        .add(Update::weights(a.clone(), -1.0))
+        .expect_err("weight");
     assert_eq!(
         err.to_string(),
         "model 1: weight -1 must be a finite number >= 0"
     );
-    agg.add(&a, 2.0).expect("a good model still counts");
+    agg.add(Update::weights(a.clone(), 2.0))
+        .expect("a good model still counts");
     assert_eq!(agg.count(), 2);
     assert_eq!(agg.finish().expect("finish").merged, a);
 }
@@ -99,8 +119,10 @@ fn align_undoes_permutations_that_averaging_blurs() {
     let copies = permuted_copies(&a, 3);
     let models: Vec<(ParamSet, f64)> = copies.into_iter().map(|m| (m, 1.0)).collect();
     let strategy = AlignToReference::new(SpecSource::InferMlp, device());
-    let aligned = strategy.merge(Some(&a), &models).expect("align");
-    let naive = WeightedAverage.merge(None, &models).expect("average");
+    let aligned = strategy.merge(&from_global(&a), &models).expect("align");
+    let naive = WeightedAverage
+        .merge(&RoundContext::default(), &models)
+        .expect("average");
     assert!(
         max_diff(&aligned.merged, &a) < 2e-3,
         "aligned merge must recover A"
@@ -126,8 +148,12 @@ fn align_equals_fedavg_when_models_share_a_basin() {
         .map(|k| (jitter(&global, 1e-3, 50 + k), 1.0 + k as f64))
         .collect();
     let strategy = AlignToReference::new(SpecSource::InferMlp, device());
-    let aligned = strategy.merge(Some(&global), &models).expect("align");
-    let fedavg = WeightedAverage.merge(None, &models).expect("average");
+    let aligned = strategy
+        .merge(&from_global(&global), &models)
+        .expect("align");
+    let fedavg = WeightedAverage
+        .merge(&RoundContext::default(), &models)
+        .expect("average");
     assert_eq!(aligned.merged, fedavg.merged);
     assert!(
         aligned
@@ -138,15 +164,46 @@ fn align_equals_fedavg_when_models_share_a_basin() {
 }
 
 #[test]
-fn align_without_reference_uses_the_first_model() {
+fn align_to_first_uses_the_first_model() {
     let a = common::random_mlp(&WIDTHS, 12);
     let mut models = vec![(a.clone(), 1.0)];
     models.extend(permuted_copies(&a, 2).into_iter().map(|m| (m, 1.0)));
-    let out = AlignToReference::new(SpecSource::InferMlp, device())
-        .merge(None, &models)
+    let strategy = AlignToReference {
+        reference: Reference::First,
+        ..AlignToReference::new(SpecSource::InferMlp, device())
+    };
+    // Even with a global model: `first` ignores it.
+    let out = strategy
+        .merge(&from_global(&models[1].0), &models)
         .expect("align");
     assert!(out.reports[0].moved.iter().all(|m| m.moved == 0));
+    assert!(out.reports[1].moved.iter().any(|m| m.moved > 0));
     assert!(max_diff(&out.merged, &a) < 2e-3);
+}
+
+#[test]
+fn clients_from_their_own_init_align_to_the_largest() {
+    // The global model of a cold start is unrelated to the clients': the
+    // default policy aligns to the update with the most examples instead,
+    // which keeps its own units where they are.
+    let a = common::random_mlp(&WIDTHS, 13);
+    let copies = permuted_copies(&a, 3);
+    let models: Vec<(ParamSet, f64)> = copies.into_iter().zip([1.0, 5.0, 2.0]).collect();
+    let unrelated = common::random_mlp(&WIDTHS, 99);
+    let round = RoundContext {
+        global: Some(Arc::new(unrelated)),
+        from_own_init: true,
+    };
+    let out = AlignToReference::new(SpecSource::InferMlp, device())
+        .merge(&round, &models)
+        .expect("align");
+    assert!(
+        out.reports[1].moved.iter().all(|m| m.moved == 0),
+        "the largest is the reference"
+    );
+    assert!(out.reports[0].moved.iter().any(|m| m.moved > 0));
+    let back_to_largest = max_diff(&out.merged, &models[1].0);
+    assert!(back_to_largest < 2e-3, "diff {back_to_largest}");
 }
 
 #[test]
@@ -157,7 +214,7 @@ fn merge_many_recovers_the_common_model_up_to_permutation() {
         .map(|m| (m, 1.0))
         .collect();
     let out = MergeMany::new(SpecSource::InferMlp, device())
-        .merge(None, &models)
+        .merge(&RoundContext::default(), &models)
         .expect("merge-many");
     assert!(
         out.passes >= 2,

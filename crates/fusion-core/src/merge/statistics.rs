@@ -1,0 +1,151 @@
+use std::fmt;
+
+use super::MergeError;
+use crate::params::ParamSet;
+use crate::spec::{LinearLayer, linear_chain};
+
+/// Which second moment of a layer a client computes.
+///
+/// For linear layer `l` with weight `W` (`[out, in]`) and optional bias,
+/// let `x̃` be the layer's input in the instructions' model with a 1
+/// appended when the layer has a bias (`k = in + 1` columns), and `y` the
+/// layer's pre-activation in the client's own trained model. Sums run over
+/// the client's examples; they are sums, not means, so clients with more
+/// data weigh more, as in pooled least squares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatisticKind {
+    /// `Σ x̃ x̃ᵀ`, `k × k` and symmetric, sent as its upper triangle row by
+    /// row: shape `[k(k+1)/2]`.
+    Gram,
+    /// `Σ x̃ yᵀ`, shape `[k, out]`.
+    Cross,
+}
+
+impl StatisticKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Gram => "gram",
+            Self::Cross => "cross",
+        }
+    }
+}
+
+/// A statistic a strategy asks clients for: its kind, the layer (by the
+/// name [`linear_chain`] gives it, `layers.0`) and the shape it must have.
+/// Its wire name is `gram:layers.0` or `cross:layers.2`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StatisticRequest {
+    /// Gram matrix or cross term.
+    pub kind: StatisticKind,
+    /// The linear layer.
+    pub layer: String,
+    /// The shape the tensor must have.
+    pub shape: Vec<usize>,
+}
+
+impl StatisticRequest {
+    /// The request of `kind` for `layer`, with its shape.
+    pub fn new(kind: StatisticKind, layer: &LinearLayer) -> Self {
+        let k = layer.augmented_inputs();
+        let shape = match kind {
+            StatisticKind::Gram => vec![k * (k + 1) / 2],
+            StatisticKind::Cross => vec![k, layer.outputs],
+        };
+        Self {
+            kind,
+            layer: layer.name.clone(),
+            shape,
+        }
+    }
+
+    /// The name it travels under: `gram:LAYER` or `cross:LAYER`.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.kind.prefix(), self.layer)
+    }
+
+    /// Parses a wire name against `model`'s linear chain, so a client can
+    /// tell what to compute and the shape follows from its own model.
+    pub fn parse(name: &str, model: &ParamSet) -> Result<(Self, LinearLayer), MergeError> {
+        let (kind, layer) = match name.split_once(':') {
+            Some(("gram", layer)) => (StatisticKind::Gram, layer),
+            Some(("cross", layer)) => (StatisticKind::Cross, layer),
+            _ => {
+                return Err(MergeError::BadUpdate(format!(
+                    "unknown statistic `{name}`; expected gram:LAYER or cross:LAYER"
+                )));
+            }
+        };
+        let chain = linear_chain(model)?;
+        let found = chain.into_iter().find(|l| l.name == layer).ok_or_else(|| {
+            MergeError::BadUpdate(format!("statistic `{name}` names no linear layer"))
+        })?;
+        Ok((Self::new(kind, &found), found))
+    }
+}
+
+impl fmt::Display for StatisticRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Packs the upper triangle (row by row, diagonal included) of the
+/// symmetric `k × k` row-major `full` into `k(k+1)/2` values: a Gram
+/// matrix's wire form, half the bytes of the full matrix.
+pub fn pack_upper(full: &[f64], k: usize) -> Vec<f64> {
+    let mut packed = Vec::with_capacity(k * (k + 1) / 2);
+    for i in 0..k {
+        packed.extend_from_slice(&full[i * k + i..(i + 1) * k]);
+    }
+    packed
+}
+
+/// Adds the symmetric matrix packed by [`pack_upper`], times `scale`, to
+/// the row-major `k × k` `full`.
+pub fn add_unpacked(full: &mut [f64], packed: &[f32], k: usize, scale: f64) {
+    let mut at = 0;
+    for i in 0..k {
+        for j in i..k {
+            let v = f64::from(packed[at]) * scale;
+            at += 1;
+            full[i * k + j] += v;
+            if i != j {
+                full[j * k + i] += v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_round_trips_a_symmetric_matrix() {
+        let k = 4;
+        let mut full = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                full[i * k + j] = (i.min(j) * 10 + i.max(j)) as f64;
+            }
+        }
+        let packed: Vec<f32> = pack_upper(&full, k).iter().map(|&v| v as f32).collect();
+        assert_eq!(packed.len(), k * (k + 1) / 2);
+        let mut back = vec![0.0; k * k];
+        add_unpacked(&mut back, &packed, k, 1.0);
+        assert_eq!(back, full);
+    }
+
+    #[test]
+    fn names_parse_against_the_model_and_carry_shapes() {
+        let model = crate::synthetic::random_mlp(&[5, 3, 2], 0);
+        let (gram, layer) = StatisticRequest::parse("gram:layers.1", &model).expect("parses");
+        assert_eq!(layer.inputs, 3);
+        assert_eq!(gram.shape, vec![4 * 5 / 2]);
+        assert_eq!(gram.name(), "gram:layers.1");
+        let (cross, _) = StatisticRequest::parse("cross:layers.0", &model).expect("parses");
+        assert_eq!(cross.shape, vec![6, 3]);
+        assert!(StatisticRequest::parse("gram:layers.7", &model).is_err());
+        assert!(StatisticRequest::parse("mean:layers.0", &model).is_err());
+    }
+}
