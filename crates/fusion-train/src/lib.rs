@@ -15,6 +15,7 @@ mod error;
 mod evaluate;
 mod optimizer;
 mod progress;
+mod statistics;
 mod tensors;
 mod train;
 
@@ -24,4 +25,5 @@ pub use error::TrainError;
 pub use evaluate::{EVAL_BATCH, Metrics, evaluate, evaluate_ensemble};
 pub use optimizer::OptimizerKind;
 pub use progress::Progress;
+pub use statistics::client_statistics;
 pub use train::{TrainSummary, train};
