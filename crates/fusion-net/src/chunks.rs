@@ -35,7 +35,9 @@ impl Assembler {
             Some(pb::chunk::Part::Header(h)) => h,
             _ => return Err(WireError::MissingHeader),
         };
-        let manifest = manifest_bytes(&header.manifest)?;
+        let manifest = manifest_bytes(&header.manifest)?
+            .checked_add(manifest_bytes(&header.statistics)?)
+            .ok_or_else(|| WireError::Manifest("manifest size overflows".into()))?;
         if manifest != header.payload_bytes {
             return Err(WireError::HeaderSize {
                 header: header.payload_bytes,
@@ -111,6 +113,7 @@ impl Assembler {
         }
         let payload = Payload {
             manifest: self.header.manifest.clone(),
+            statistics: self.header.statistics.clone(),
             bytes: self.buffer.into(),
             sha256: actual,
         };

@@ -1,5 +1,7 @@
 //! A model as it travels: tensor manifest, raw little-endian bytes, hash.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use fusion_core::{ParamSet, ParamTensor, natural_cmp};
 use sha2::{Digest, Sha256};
@@ -12,14 +14,18 @@ pub const F32: &str = "F32";
 
 /// A model ready to send, or just received and verified: its manifest
 /// (names, dtype, shapes, in order), the tensors' bytes concatenated in
-/// that order, and the SHA-256 of those bytes.
+/// that order, and the SHA-256 of those bytes. An update may also carry
+/// statistics a strategy asked for (their own manifest section, after the
+/// weights' bytes), and an update of statistics alone has no weights.
 ///
 /// Encoding once and slicing the shared [`Bytes`] lets a server stream the
 /// same global model to many clients without copying it per client.
 #[derive(Clone, Debug)]
 pub struct Payload {
-    /// Tensors in payload order.
+    /// Weight tensors in payload order (empty for statistics only).
     pub manifest: Vec<pb::TensorMeta>,
+    /// Statistics tensors, after the weights, in payload order.
+    pub statistics: Vec<pb::TensorMeta>,
     /// Raw little-endian F32 data.
     pub bytes: Bytes,
     /// SHA-256 of `bytes`, lowercase hex.
@@ -30,6 +36,17 @@ impl Payload {
     /// Encodes a parameter set. Non-F32 pass-through tensors have no place
     /// in protocol version 1, so a set holding any is refused.
     pub fn from_params(params: &ParamSet) -> Result<Self, WireError> {
+        Self::from_update(Some(params), &BTreeMap::new())
+    }
+
+    /// Encodes an update: the weights (if any) in canonical order, then the
+    /// statistics in name order.
+    pub fn from_update(
+        params: Option<&ParamSet>,
+        statistics: &BTreeMap<String, ParamTensor>,
+    ) -> Result<Self, WireError> {
+        let empty = ParamSet::new();
+        let params = params.unwrap_or(&empty);
         if let Some((name, _)) = params.passthrough().first() {
             return Err(WireError::Unsendable(format!(
                 "tensor `{name}` is not F32; protocol version 1 carries F32 tensors only"
@@ -51,9 +68,21 @@ impl Payload {
                 bytes.extend_from_slice(&value.to_le_bytes());
             }
         }
+        let mut stats = Vec::with_capacity(statistics.len());
+        for (name, tensor) in statistics {
+            stats.push(pb::TensorMeta {
+                name: name.clone(),
+                dtype: F32.to_owned(),
+                shape: tensor.shape().iter().map(|&d| d as u64).collect(),
+            });
+            for value in tensor.data() {
+                bytes.extend_from_slice(&value.to_le_bytes());
+            }
+        }
         let sha256 = sha256_hex(&bytes);
         Ok(Self {
             manifest,
+            statistics: stats,
             bytes: Bytes::from(bytes),
             sha256,
         })
@@ -68,6 +97,8 @@ impl Payload {
             manifest: self.manifest.clone(),
             payload_bytes: self.bytes.len() as u64,
             sha256: self.sha256.clone(),
+            exchange: 0,
+            statistics: self.statistics.clone(),
         }
     }
 
@@ -95,7 +126,15 @@ impl Payload {
     /// Decodes the parameters, refusing NaN and infinities (naming the
     /// tensor and element), so a poisoned update never reaches an average.
     pub fn to_params(&self) -> Result<ParamSet, WireError> {
-        let expected = manifest_bytes(&self.manifest)?;
+        Ok(self.to_update()?.0)
+    }
+
+    /// Decodes the weights and the statistics, refusing NaN and infinities
+    /// in either, naming the tensor and element.
+    pub fn to_update(&self) -> Result<(ParamSet, BTreeMap<String, ParamTensor>), WireError> {
+        let expected = manifest_bytes(&self.manifest)?
+            .checked_add(manifest_bytes(&self.statistics)?)
+            .ok_or_else(|| WireError::Manifest("manifest size overflows".into()))?;
         if expected != self.bytes.len() as u64 {
             return Err(WireError::Truncated {
                 received: self.bytes.len() as u64,
@@ -105,29 +144,48 @@ impl Payload {
         let mut params = ParamSet::new();
         let mut offset = 0usize;
         for meta in &self.manifest {
-            let shape: Vec<usize> = meta.shape.iter().map(|&d| d as usize).collect();
-            let numel: usize = shape.iter().product();
-            let raw = &self.bytes[offset..offset + numel * 4];
-            offset += numel * 4;
-            let data: Vec<f32> = raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-                return Err(WireError::NonFinite {
-                    name: meta.name.clone(),
-                    index,
-                    value: data[index],
-                });
-            }
-            let tensor = ParamTensor::new(&meta.name, shape, data)
-                .map_err(|e| WireError::Manifest(e.to_string()))?;
+            let tensor = decode(meta, &self.bytes, &mut offset)?;
             params
                 .insert(&meta.name, tensor)
                 .map_err(|e| WireError::Manifest(e.to_string()))?;
         }
-        Ok(params)
+        let mut statistics = BTreeMap::new();
+        for meta in &self.statistics {
+            let tensor = decode(meta, &self.bytes, &mut offset)?;
+            if statistics.insert(meta.name.clone(), tensor).is_some() {
+                return Err(WireError::Manifest(format!(
+                    "statistic `{}` appears twice",
+                    meta.name
+                )));
+            }
+        }
+        Ok((params, statistics))
     }
+}
+
+/// Decodes the tensor `meta` describes at `offset` (advanced past it),
+/// refusing non-finite values. The caller has checked the total length.
+fn decode(
+    meta: &pb::TensorMeta,
+    bytes: &[u8],
+    offset: &mut usize,
+) -> Result<ParamTensor, WireError> {
+    let shape: Vec<usize> = meta.shape.iter().map(|&d| d as usize).collect();
+    let numel: usize = shape.iter().product();
+    let raw = &bytes[*offset..*offset + numel * 4];
+    *offset += numel * 4;
+    let data: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+        return Err(WireError::NonFinite {
+            name: meta.name.clone(),
+            index,
+            value: data[index],
+        });
+    }
+    ParamTensor::new(&meta.name, shape, data).map_err(|e| WireError::Manifest(e.to_string()))
 }
 
 /// Bytes a manifest describes, refusing dtypes other than F32 and sizes
