@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{Init, Reference, ServerConfig, StrategyName};
+use crate::config::{Init, Reference, ServerConfig, StrategyKind};
 use crate::error::ServerError;
 
 /// `fusion-server`: the aggregator of a Fusion federation.
@@ -35,12 +35,25 @@ pub struct ServerArgs {
     /// Seconds a round stays open [default: 600].
     #[arg(long, env = "FUSION_DEADLINE")]
     pub deadline: Option<f64>,
-    /// fedavg, align or merge-many [default: align].
+    /// fedavg, align, merge-many, regmean or layerwise [default: align].
+    /// regmean and layerwise ask clients for second moments of their data
+    /// (see the README's "What each strategy sends").
     #[arg(long, env = "FUSION_STRATEGY")]
-    pub strategy: Option<StrategyName>,
-    /// What `align` aligns to: global, first or largest [default: global].
+    pub strategy: Option<StrategyKind>,
+    /// What `align` aligns to: global, first or largest [default: global;
+    /// largest when clients bring their own models].
     #[arg(long, env = "FUSION_REFERENCE")]
     pub reference: Option<Reference>,
+    /// MergeMany's pass cap [default: 10].
+    #[arg(long, env = "FUSION_MAX_PASSES")]
+    pub max_passes: Option<usize>,
+    /// RegMean's off-diagonal weight on the Gram matrices, 0 to 1 [default: 0.9].
+    #[arg(long, env = "FUSION_REGMEAN_ALPHA")]
+    pub regmean_alpha: Option<f64>,
+    /// Ridge of regmean and layerwise, a fraction of each layer's mean
+    /// Gram diagonal [default: 0.0001].
+    #[arg(long, env = "FUSION_RIDGE")]
+    pub ridge: Option<f64>,
     /// Alignment and evaluation backend: flex, ndarray or wgpu.
     #[arg(long, env = "FUSION_BACKEND")]
     pub backend: Option<String>,
@@ -121,7 +134,9 @@ impl ServerArgs {
         set!(
             listen => listen, rounds => rounds, min_clients => min_clients,
             fraction => fraction, deadline => round_deadline_secs, strategy => strategy,
-            reference => reference, backend => backend, state_dir => state_dir,
+            reference => reference, max_passes => max_passes,
+            regmean_alpha => regmean_alpha, ridge => ridge,
+            backend => backend, state_dir => state_dir,
             model => model, inputs => inputs, classes => classes, init => init, seed => seed,
             proximal_mu => proximal_mu, chunk_bytes => chunk_bytes,
             max_update_bytes => max_update_bytes,
@@ -171,7 +186,7 @@ mod tests {
         ]);
         let c = args.config().expect("valid");
         assert_eq!((c.rounds, c.min_clients), (7, 3));
-        assert_eq!(c.strategy, StrategyName::Fedavg);
+        assert_eq!(c.strategy, StrategyKind::Fedavg);
         assert_eq!(c.poll_ms, ServerConfig::default().poll_ms);
         std::fs::write(&file, "rounds = 0\n").expect("write");
         let err = args.config().expect_err("rounds 0").to_string();

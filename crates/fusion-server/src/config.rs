@@ -1,82 +1,18 @@
 //! The server's settings: defaults, a TOML file, then flags and
 //! environment variables on top.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use fusion_core::ComputeBackend;
+use fusion_core::{ComputeBackend, MergeMany, SpecSource, StrategyConfig};
+pub use fusion_core::{Reference, StrategyKind};
 use fusion_data::DataSource;
 use fusion_models::MlpArchitecture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
-
-/// How the round's updates become the next global model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StrategyName {
-    /// Weighted average by example count (FedAvg).
-    Fedavg,
-    /// Weight-match each update to the reference, then FedAvg.
-    Align,
-    /// MergeMany: align all updates to each other (keeps every update).
-    MergeMany,
-}
-
-impl FromStr for StrategyName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fedavg" => Ok(Self::Fedavg),
-            "align" => Ok(Self::Align),
-            "merge-many" => Ok(Self::MergeMany),
-            other => Err(format!(
-                "unknown strategy `{other}`; expected fedavg, align or merge-many"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for StrategyName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Fedavg => "fedavg",
-            Self::Align => "align",
-            Self::MergeMany => "merge-many",
-        })
-    }
-}
-
-/// What `align` aligns the updates to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reference {
-    /// The current global model (the default). Falls back to `largest`
-    /// when there is none yet (cold start, one-shot).
-    Global,
-    /// The first update of the round to arrive.
-    First,
-    /// The update with the most examples. It is known only when the round
-    /// closes, so the round's updates are kept in memory until then.
-    Largest,
-}
-
-impl FromStr for Reference {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "global" => Ok(Self::Global),
-            "first" => Ok(Self::First),
-            "largest" => Ok(Self::Largest),
-            other => Err(format!(
-                "unknown reference `{other}`; expected global, first or largest"
-            )),
-        }
-    }
-}
 
 /// Where the first global model comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,9 +59,16 @@ pub struct ServerConfig {
     /// Seconds a round stays open.
     pub round_deadline_secs: f64,
     /// Aggregation strategy.
-    pub strategy: StrategyName,
+    pub strategy: StrategyKind,
     /// Alignment reference for `align`.
     pub reference: Reference,
+    /// MergeMany's pass cap.
+    pub max_passes: usize,
+    /// RegMean's off-diagonal weight α on the Gram matrices.
+    pub regmean_alpha: f64,
+    /// Ridge of `regmean` and `layerwise`, as a fraction of each layer's
+    /// mean Gram diagonal, towards the FedAvg weights.
+    pub ridge: f64,
     /// Device for alignment and server-side evaluation.
     pub backend: String,
     /// Where `global.safetensors` and `rounds.jsonl` live.
@@ -182,8 +125,11 @@ impl Default for ServerConfig {
             min_updates: None,
             fraction: 1.0,
             round_deadline_secs: 600.0,
-            strategy: StrategyName::Align,
+            strategy: StrategyKind::Align,
             reference: Reference::Global,
+            max_passes: MergeMany::DEFAULT_MAX_PASSES,
+            regmean_alpha: StrategyConfig::DEFAULT_REGMEAN_ALPHA,
+            ridge: StrategyConfig::DEFAULT_RIDGE,
             backend: ComputeBackend::default().to_string(),
             state_dir: PathBuf::from("fusion-state"),
             tls_cert: None,
@@ -279,7 +225,20 @@ impl ServerConfig {
         self.backend()?;
         self.architecture()?;
         self.test_source()?;
+        StrategyConfig::check_options(self.max_passes, self.regmean_alpha, self.ridge)
+            .map_err(ServerError::Config)?;
         Ok(())
+    }
+
+    /// The strategy's settings, for [`StrategyConfig::build`].
+    pub fn strategy_config(&self, device: fusion_core::Device) -> StrategyConfig {
+        let mut config = StrategyConfig::new(self.strategy, SpecSource::InferMlp, device);
+        config.options.seed = self.seed;
+        config.reference = self.reference;
+        config.max_passes = self.max_passes;
+        config.regmean_alpha = self.regmean_alpha;
+        config.ridge = self.ridge;
+        config
     }
 
     /// Updates needed to close a round.
@@ -398,7 +357,7 @@ mod tests {
         );
         let parsed: ServerConfig =
             toml::from_str("strategy = \"merge-many\"\nreference = \"largest\"").expect("parses");
-        assert_eq!(parsed.strategy, StrategyName::MergeMany);
+        assert_eq!(parsed.strategy, StrategyKind::MergeMany);
         assert_eq!(parsed.reference, Reference::Largest);
     }
 }

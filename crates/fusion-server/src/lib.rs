@@ -35,7 +35,7 @@ mod state_dir;
 mod status_page;
 
 pub use args::ServerArgs;
-pub use config::{Init, Reference, ServerConfig, StrategyName};
+pub use config::{Init, Reference, ServerConfig, StrategyKind};
 pub use error::ServerError;
 pub use metrics::Metrics;
 pub use record::{ClientRound, RoundRecord};

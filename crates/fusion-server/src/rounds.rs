@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fusion_core::ParamSet;
-use fusion_net::{Payload, pb};
+use fusion_core::{Instructions, ParamSet};
+use fusion_net::{Payload, check_manifest, pb};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -42,9 +42,22 @@ pub struct OpenRound {
     pub attempt: u32,
     /// Clients asked to train.
     pub sampled: BTreeSet<String>,
-    /// When the round closes with what it has.
+    /// The exchange being collected (0 trains; the strategy may add
+    /// exchanges of statistics only).
+    pub exchange: u32,
+    /// What clients compute and send in this exchange.
+    pub instructions: Instructions,
+    /// The statistics' manifest every update of this exchange must carry.
+    pub statistics: Vec<pb::TensorMeta>,
+    /// The model this exchange's statistics are computed with, encoded
+    /// once for every client (exchanges after 0).
+    pub exchange_model: Option<Payload>,
+    /// Clients due in this exchange: the sampled ones in exchange 0, then
+    /// those whose update the previous exchange accepted.
+    pub expected: BTreeSet<String>,
+    /// When the exchange closes with what it has.
     pub deadline: Instant,
-    /// Clients whose update was merged.
+    /// Clients whose update this exchange accepted.
     pub accepted: BTreeSet<String>,
     /// Clients whose upload is being received.
     pub in_flight: HashSet<String>,
@@ -61,7 +74,7 @@ pub enum Step {
     Wait,
     /// Open the round for these clients.
     Open(Vec<String>),
-    /// Close the open round and merge.
+    /// End the open exchange: open the strategy's next one, or merge.
     Close(Aggregator),
     /// Too few updates by the deadline: abandon this try.
     Retry {
@@ -98,6 +111,10 @@ pub struct Ticket {
     pub round: u32,
     /// The try of the round.
     pub attempt: u32,
+    /// The exchange of the round.
+    pub exchange: u32,
+    /// Whether the exchange asked for weights.
+    pub send_weights: bool,
     /// The client.
     pub client: String,
     /// Where the update goes once verified.
@@ -161,6 +178,9 @@ impl RoundState {
             proximal_mu: config.proximal_mu as f32,
             deadline_ms: 0,
             poll_ms: config.poll_ms,
+            exchange: 0,
+            send_weights: false,
+            statistics: Vec::new(),
         };
         if self.finished() {
             if let Some(c) = self.clients.get_mut(client) {
@@ -172,12 +192,20 @@ impl RoundState {
         if let Some(open) = &self.open {
             reply.deadline_ms = open.deadline.saturating_duration_since(now).as_millis() as u64;
             let due = !open.closing
-                && open.sampled.contains(client)
+                && open.expected.contains(client)
                 && !open.accepted.contains(client)
                 && !open.in_flight.contains(client);
             if due {
-                reply.action = pb::Action::Train as i32;
+                let i = &open.instructions;
+                reply.action = if i.train {
+                    pb::Action::Train
+                } else {
+                    pb::Action::Compute
+                } as i32;
                 reply.from_own_init = config.init == Init::Clients && self.round == 1;
+                reply.exchange = open.exchange;
+                reply.send_weights = i.send_weights;
+                reply.statistics = i.statistics.iter().map(|r| r.name()).collect();
             }
         }
         reply
@@ -207,7 +235,7 @@ impl RoundState {
         match &mut self.open {
             Some(open) if !open.closing => {
                 let complete =
-                    open.accepted.len() == open.sampled.len() && open.in_flight.is_empty();
+                    open.accepted.len() == open.expected.len() && open.in_flight.is_empty();
                 if complete {
                     open.closing = true;
                     return Step::Close(open.aggregator.clone());
@@ -241,9 +269,16 @@ impl RoundState {
         }
     }
 
-    /// Admits the upload announced by `header`, or says exactly why not.
-    /// The second element of the error is the metrics label.
-    pub fn admit(&mut self, header: &pb::Header) -> Result<Ticket, (Status, &'static str)> {
+    /// Admits the upload announced by `header`, or says exactly why not:
+    /// the round and exchange must be open, the client due in it, and the
+    /// header's manifests exactly what the exchange asks for (`weights` is
+    /// the global model's manifest), checked before anything is allocated
+    /// for the payload. The second element of the error is the metrics label.
+    pub fn admit(
+        &mut self,
+        header: &pb::Header,
+        weights: &[pb::TensorMeta],
+    ) -> Result<Ticket, (Status, &'static str)> {
         let client = header.client_id.clone();
         if !self.clients.contains_key(&client) {
             return Err((
@@ -278,6 +313,15 @@ impl RoundState {
                 "late",
             ));
         };
+        if header.exchange != open.exchange {
+            return Err((
+                Status::aborted(format!(
+                    "update for exchange {} of round {round}, but exchange {} is open",
+                    header.exchange, open.exchange
+                )),
+                "wrong_exchange",
+            ));
+        }
         if !open.sampled.contains(&client) {
             return Err((
                 Status::failed_precondition(format!(
@@ -286,6 +330,50 @@ impl RoundState {
                 "not_sampled",
             ));
         }
+        if !open.expected.contains(&client) {
+            return Err((
+                Status::failed_precondition(format!(
+                    "client `{client}` has no accepted update in the previous exchange of round {round}"
+                )),
+                "not_sampled",
+            ));
+        }
+        let wire = |e: fusion_net::WireError| (e.to_status(), e.reason());
+        let no_weights: &[pb::TensorMeta] = &[];
+        let expected_weights = if open.instructions.send_weights {
+            weights
+        } else {
+            no_weights
+        };
+        check_manifest(expected_weights, &header.manifest).map_err(|e| {
+            if open.instructions.send_weights {
+                wire(e)
+            } else {
+                (
+                    Status::invalid_argument(format!(
+                        "exchange {} of round {round} takes statistics only, but the upload carries {} weight tensors",
+                        open.exchange,
+                        header.manifest.len()
+                    )),
+                    "manifest",
+                )
+            }
+        })?;
+        check_manifest(&open.statistics, &header.statistics).map_err(|e| {
+            let asked: Vec<&str> = open.statistics.iter().map(|m| m.name.as_str()).collect();
+            (
+                Status::invalid_argument(format!(
+                    "statistics differ from those exchange {} asks for ({}): {e}",
+                    open.exchange,
+                    if asked.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        asked.join(", ")
+                    }
+                )),
+                "statistics",
+            )
+        })?;
         if open.accepted.contains(&client) {
             return Err((
                 Status::already_exists(format!(
@@ -305,6 +393,8 @@ impl RoundState {
         Ok(Ticket {
             round,
             attempt: open.attempt,
+            exchange: open.exchange,
+            send_weights: open.instructions.send_weights,
             client,
             aggregator: open.aggregator.clone(),
         })
@@ -315,7 +405,11 @@ impl RoundState {
     /// of it) is gone: a retried round discards what it had folded in.
     pub fn settle(&mut self, ticket: &Ticket, accepted: bool) -> Option<usize> {
         match self.open.as_mut() {
-            Some(open) if self.round == ticket.round && open.attempt == ticket.attempt => {
+            Some(open)
+                if self.round == ticket.round
+                    && open.attempt == ticket.attempt
+                    && open.exchange == ticket.exchange =>
+            {
                 open.in_flight.remove(&ticket.client);
                 if accepted {
                     open.accepted.insert(ticket.client.clone());

@@ -6,18 +6,15 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fusion_core::{
-    AlignToReference, Device, MatchOptions, MergeMany, ParamSet, SpecSource, Strategy,
-    WeightedAverage,
-};
+use fusion_core::{Device, Instructions, ParamSet, RoundContext, Strategy};
 use fusion_data::Dataset;
 use fusion_net::{BearerToken, MAX_MESSAGE_BYTES, Payload, manifest_hash, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tonic::service::interceptor::InterceptedService;
 
-use crate::aggregator::{Aggregator, ReferenceMode};
-use crate::config::{Init, Reference, ServerConfig, StrategyName};
+use crate::aggregator::Aggregator;
+use crate::config::{Init, ServerConfig};
 use crate::error::ServerError;
 use crate::metrics::Metrics;
 use crate::record::{ClientRound, RoundRecord};
@@ -97,7 +94,7 @@ impl Server {
             }
             None => (initial, 0, new_run_id(), Vec::new()),
         };
-        let strategy = build_strategy(&config, &device);
+        let strategy = config.strategy_config(device.clone()).build();
         let payload = Payload::from_params(&global)?;
         let spec_hash = manifest_hash(&manifest);
         let rounds = config.rounds;
@@ -266,7 +263,7 @@ impl Server {
                         () = tokio::time::sleep(Duration::from_millis(100)) => {}
                     }
                 }
-                Step::Open(sampled) => self.open_round(sampled),
+                Step::Open(sampled) => self.open_round(sampled)?,
                 Step::Retry { accepted } => {
                     let round = shared.lock().round;
                     shared.metrics.retries.inc();
@@ -277,27 +274,29 @@ impl Server {
                         "deadline passed with too few updates; retrying the round"
                     );
                 }
-                Step::Close(aggregator) => self.close_round(aggregator).await?,
+                Step::Close(aggregator) => self.end_exchange(aggregator).await?,
             }
         }
     }
 
-    fn open_round(&self, sampled: Vec<String>) {
+    fn open_round(&self, sampled: Vec<String>) -> Result<(), ServerError> {
         let config = &self.shared.config;
-        let mut state = self.shared.lock();
-        let cold = config.init == Init::Clients && state.round == 1;
-        let reference = match (config.strategy, config.reference) {
-            (StrategyName::Align, Reference::Largest) => ReferenceMode::Largest,
-            // A cold start has no global model yet: align to the largest
-            // client, as the reference implementation does. Measured on 8
-            // Dirichlet-0.3 clients (docs/experiments.md): 0.444 test
-            // accuracy against 0.268 when aligning to the first update.
-            (StrategyName::Align, Reference::Global) if cold => ReferenceMode::Largest,
-            (StrategyName::Align, Reference::Global) => {
-                ReferenceMode::Fixed(Some(state.global.params.clone()))
-            }
-            _ => ReferenceMode::Fixed(None),
+        let (round, global) = {
+            let state = self.shared.lock();
+            (state.round, state.global.params.clone())
         };
+        let context = RoundContext {
+            global: Some(global),
+            from_own_init: config.init == Init::Clients && round == 1,
+        };
+        let (aggregator, instructions) = Aggregator::spawn(self.strategy.clone(), context)
+            .map_err(|e| {
+                ServerError::Model(format!(
+                    "strategy `{}` cannot begin round {round}: {e}",
+                    config.strategy
+                ))
+            })?;
+        let mut state = self.shared.lock();
         state.attempts += 1;
         let attempt = state.attempts;
         state.round_started.get_or_insert_with(Instant::now);
@@ -307,15 +306,75 @@ impl Server {
             clients = ?sampled,
             "round open"
         );
+        let sampled: std::collections::BTreeSet<String> = sampled.into_iter().collect();
         state.open = Some(OpenRound {
             attempt,
-            sampled: sampled.into_iter().collect(),
+            expected: sampled.clone(),
+            sampled,
+            exchange: 0,
+            statistics: statistics_manifest(&instructions),
+            exchange_model: None,
+            instructions,
             deadline: Instant::now() + config.round_deadline(),
             accepted: Default::default(),
             in_flight: Default::default(),
-            aggregator: Aggregator::spawn(self.strategy.clone(), reference),
+            aggregator,
             closing: false,
         });
+        Ok(())
+    }
+
+    /// Ends the open exchange: opens the strategy's next exchange for the
+    /// clients this one accepted, or closes the round.
+    async fn end_exchange(&mut self, aggregator: Aggregator) -> Result<(), ServerError> {
+        let next = match aggregator.advance().await {
+            Some(Ok(next)) => next,
+            failed => {
+                let why = match failed {
+                    Some(Err(e)) => e,
+                    _ => "the aggregation thread stopped".into(),
+                };
+                let mut state = self.shared.lock();
+                tracing::error!(
+                    round = state.round,
+                    "merge failed ({why}); retrying the round"
+                );
+                self.shared.metrics.retries.inc();
+                state.open = None;
+                return Ok(());
+            }
+        };
+        let Some(instructions) = next else {
+            return self.close_round(aggregator).await;
+        };
+        let exchange_model = match &instructions.model {
+            Some(model) => Some(Payload::from_params(model)?),
+            None => None,
+        };
+        let config = &self.shared.config;
+        let mut state = self.shared.lock();
+        let round = state.round;
+        let Some(open) = state.open.as_mut() else {
+            return Ok(());
+        };
+        let clients = std::mem::take(&mut open.accepted);
+        tracing::info!(
+            round,
+            exchange = instructions.exchange,
+            clients = clients.len(),
+            statistics = ?instructions.statistics.iter().map(|r| r.name()).collect::<Vec<_>>(),
+            "exchange open"
+        );
+        open.exchange = instructions.exchange;
+        open.statistics = statistics_manifest(&instructions);
+        open.exchange_model = exchange_model;
+        open.instructions = instructions;
+        open.expected = clients;
+        open.deadline = Instant::now() + config.round_deadline();
+        open.closing = false;
+        drop(state);
+        self.shared.wake.notify_waiters();
+        Ok(())
     }
 
     async fn close_round(&mut self, aggregator: Aggregator) -> Result<(), ServerError> {
@@ -446,24 +505,20 @@ async fn evaluate(
     .map_err(|e| ServerError::Model(format!("evaluation task failed: {e}")))?
 }
 
-/// The engine's strategy for `config`.
-fn build_strategy(config: &ServerConfig, device: &Device) -> Arc<dyn Strategy> {
-    let options = MatchOptions {
-        seed: config.seed,
-        ..MatchOptions::default()
-    };
-    match config.strategy {
-        StrategyName::Fedavg => Arc::new(WeightedAverage),
-        StrategyName::Align => Arc::new(AlignToReference {
-            spec: SpecSource::InferMlp,
-            device: device.clone(),
-            options,
-        }),
-        StrategyName::MergeMany => Arc::new(MergeMany {
-            options,
-            ..MergeMany::new(SpecSource::InferMlp, device.clone())
-        }),
-    }
+/// The statistics manifest an exchange's updates must carry: what the
+/// instructions ask for, sorted by name as clients encode them.
+fn statistics_manifest(instructions: &Instructions) -> Vec<pb::TensorMeta> {
+    let mut metas: Vec<pb::TensorMeta> = instructions
+        .statistics
+        .iter()
+        .map(|r| pb::TensorMeta {
+            name: r.name(),
+            dtype: fusion_net::F32.to_owned(),
+            shape: r.shape.iter().map(|&d| d as u64).collect(),
+        })
+        .collect();
+    metas.sort_by(|a, b| a.name.cmp(&b.name));
+    metas
 }
 
 fn new_run_id() -> String {

@@ -5,7 +5,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use fusion_net::{Assembler, BearerToken, PROTOCOL_VERSION, check_manifest, pb};
+use fusion_core::Update;
+use fusion_net::{Assembler, BearerToken, PROTOCOL_VERSION, pb};
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -204,13 +205,26 @@ impl pb::federation_server::Federation for FederationService {
                     r.round, state.round
                 )));
             }
-            state.global.clone()
+            if r.exchange == 0 {
+                state.global.payload.clone()
+            } else {
+                let served = state
+                    .open
+                    .as_ref()
+                    .filter(|o| o.exchange == r.exchange)
+                    .and_then(|o| o.exchange_model.clone());
+                served.ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no model is served for exchange {} of round {}",
+                        r.exchange, r.round
+                    ))
+                })?
+            }
         };
-        let header = global.payload.header(r.round, "server", 0);
-        s.metrics
-            .bytes_out
-            .inc_by(global.payload.bytes.len() as u64);
-        let chunks = global.payload.chunks(header, s.config.chunk_bytes).map(Ok);
+        let mut header = global.header(r.round, "server", 0);
+        header.exchange = r.exchange;
+        s.metrics.bytes_out.inc_by(global.bytes.len() as u64);
+        let chunks = global.chunks(header, s.config.chunk_bytes).map(Ok);
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
@@ -224,23 +238,24 @@ impl pb::federation_server::Federation for FederationService {
             s.refuse("malformed", Status::invalid_argument("empty upload stream"))
         })?;
         let wire = |e: fusion_net::WireError| s.refuse(e.reason(), e.to_status());
-        // The manifest must be the global model's before anything is
-        // allocated for the payload, so a hostile header cannot make the
-        // server reserve more than one model's worth of memory.
-        if let Some(pb::chunk::Part::Header(h)) = &first.part {
-            check_manifest(&s.manifest, &h.manifest).map_err(wire)?;
-        }
-        let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
-        let header = assembler.header().clone();
+        let Some(pb::chunk::Part::Header(header)) = &first.part else {
+            return Err(wire(fusion_net::WireError::MissingHeader));
+        };
+        // The round, the exchange and the manifests (weights and
+        // statistics) must be what the open exchange asks for before
+        // anything is allocated for the payload, so a hostile header cannot
+        // make the server reserve more than one update's worth of memory.
         let ticket = s
             .lock()
-            .admit(&header)
+            .admit(header, &s.manifest)
             .map_err(|(status, reason)| s.refuse(reason, status))?;
         let mut slot = Settle {
             shared: s,
             ticket,
             done: false,
         };
+        let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
+        let header = assembler.header().clone();
         let _permit = s
             .uploads
             .acquire()
@@ -266,12 +281,18 @@ impl pb::federation_server::Federation for FederationService {
         s.metrics
             .bytes_in
             .inc_by(received.payload.bytes.len() as u64);
-        let params = received.payload.to_params().map_err(wire)?;
+        let (params, statistics) = received.payload.to_update().map_err(wire)?;
         let client = slot.ticket.client.clone();
+        let examples = header.examples.max(1);
+        let update = Update {
+            params: slot.ticket.send_weights.then_some(params),
+            weight: examples as f64,
+            statistics,
+        };
         match slot
             .ticket
             .aggregator
-            .add(client.clone(), header.examples.max(1), params)
+            .add(client.clone(), examples, update)
             .await
         {
             None => {
@@ -304,7 +325,13 @@ impl pb::federation_server::Federation for FederationService {
         };
         s.metrics.accepted.inc();
         s.wake.notify_one();
-        tracing::info!(%client, round = slot.ticket.round, examples = header.examples, "update merged");
+        tracing::info!(
+            %client,
+            round = slot.ticket.round,
+            exchange = slot.ticket.exchange,
+            examples = header.examples,
+            "update merged"
+        );
         Ok(Response::new(pb::UploadReply {
             round: slot.ticket.round,
             accepted: accepted as u32,
