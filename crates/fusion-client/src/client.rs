@@ -2,10 +2,11 @@
 //! server says the run is finished. Reconnects with backoff when the
 //! server is down; stops at once on authentication or TLS failure.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fusion_core::ParamSet;
+use fusion_core::{ParamSet, ParamTensor};
 use fusion_data::Dataset;
 use fusion_models::Mlp;
 use fusion_net::{Assembler, FederationClient, PROTOCOL_VERSION, Payload, manifest_hash, pb};
@@ -25,6 +26,22 @@ pub struct ClientSummary {
     pub refused: u32,
     /// Times the client had to reconnect.
     pub reconnects: u32,
+    /// The last model this client trained and the server accepted, so an
+    /// in-process caller (`fusion simulate`) can score the clients' own
+    /// models beside the merge: best single client, output ensemble.
+    pub last_trained: Option<ParamSet>,
+}
+
+/// How an upload ended.
+enum Sent {
+    /// The server merged it.
+    Merged,
+    /// The server refused it for this exchange; carry on.
+    Refused,
+    /// The call failed; the client waited and may try again.
+    Retry,
+    /// The server lost track of the client: join again.
+    Rejoin,
 }
 
 /// How to react to a failed call.
@@ -50,6 +67,10 @@ struct Session {
     /// A trained update not yet accepted, kept so a retry after a
     /// connection failure does not train again.
     pending: Option<(u32, ParamSet)>,
+    /// The model this client trained in a round's exchange 0, kept for the
+    /// round's later exchanges, whose statistics compare the merged model
+    /// with it.
+    trained: Option<(u32, ParamSet)>,
     summary: ClientSummary,
     health: HealthFile,
 }
@@ -72,6 +93,7 @@ pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSumma
         chunk_bytes: fusion_net::DEFAULT_CHUNK_BYTES,
         poll: Duration::from_millis(500),
         pending: None,
+        trained: None,
         summary: ClientSummary::default(),
     };
     session.run().await?;
@@ -108,6 +130,11 @@ impl Session {
                     }
                     pb::Action::Train => {
                         if !self.train_and_upload(&reply).await? {
+                            break;
+                        }
+                    }
+                    pb::Action::Compute => {
+                        if !self.compute_and_upload(&reply).await? {
                             break;
                         }
                     }
@@ -166,7 +193,7 @@ impl Session {
                 let start = if order.from_own_init {
                     None
                 } else {
-                    match self.fetch(round).await {
+                    match self.fetch(round, 0).await {
                         Ok(global) => Some(global),
                         Err(status) => {
                             return match self.react(status).await? {
@@ -181,20 +208,128 @@ impl Session {
                     .await?
             }
         };
-        let payload = Payload::from_params(&update)?;
-        let header = payload.header(round, &self.config.client_id, self.data.len() as u64);
+        let statistics = match self.statistics(&update, None, &order.statistics).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.pending = Some((round, update));
+                return Err(e);
+            }
+        };
+        let weights = order.send_weights.then_some(&update);
+        let sent = self.upload(order, weights, &statistics).await?;
+        match sent {
+            Sent::Merged => {
+                self.summary.last_trained = Some(update.clone());
+                self.trained = Some((round, update));
+                Ok(true)
+            }
+            Sent::Refused => {
+                self.trained = Some((round, update));
+                Ok(true)
+            }
+            Sent::Retry => {
+                self.pending = Some((round, update));
+                Ok(true)
+            }
+            Sent::Rejoin => {
+                self.pending = Some((round, update));
+                Ok(false)
+            }
+        }
+    }
+
+    /// An exchange after the first: the statistics the server asks for,
+    /// computed with the exchange's model and this client's model of the
+    /// round; false when the client must join again.
+    async fn compute_and_upload(
+        &mut self,
+        order: &pb::HeartbeatReply,
+    ) -> Result<bool, ClientError> {
+        let round = order.round;
+        let own = match &self.trained {
+            Some((r, model)) if *r == round => model.clone(),
+            _ => {
+                // A client restarted mid-round no longer has the model it
+                // trained; the exchange completes without it.
+                tracing::warn!(
+                    client = %self.config.client_id,
+                    round,
+                    exchange = order.exchange,
+                    "asked for statistics of a round this client did not train in; skipping"
+                );
+                tokio::time::sleep(self.poll).await;
+                return Ok(true);
+            }
+        };
+        let reference = match self.fetch(round, order.exchange).await {
+            Ok(model) => model,
+            Err(status) => {
+                return match self.react(status).await? {
+                    Reaction::Retry => Ok(true),
+                    Reaction::Rejoin => Ok(false),
+                    Reaction::Fatal(e) => Err(e),
+                };
+            }
+        };
+        let statistics = self
+            .statistics(&own, Some(reference), &order.statistics)
+            .await?;
+        Ok(!matches!(
+            self.upload(order, None, &statistics).await?,
+            Sent::Rejoin
+        ))
+    }
+
+    /// Computes the named statistics off the async threads.
+    async fn statistics(
+        &mut self,
+        own: &ParamSet,
+        reference: Option<ParamSet>,
+        names: &[String],
+    ) -> Result<BTreeMap<String, ParamTensor>, ClientError> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let own = own.clone();
+        let names = names.to_vec();
+        let data = self.data.clone();
+        let backend = self.config.backend;
+        self.health.write("computing statistics");
+        tokio::task::spawn_blocking(move || {
+            let device = backend.device()?;
+            fusion_train::client_statistics(&own, reference.as_ref(), &names, &data, &device)
+                .map_err(ClientError::from)
+        })
+        .await
+        .map_err(|e| ClientError::Model(format!("statistics task failed: {e}")))?
+    }
+
+    /// Uploads weights and/or statistics for the exchange of `order`.
+    async fn upload(
+        &mut self,
+        order: &pb::HeartbeatReply,
+        weights: Option<&ParamSet>,
+        statistics: &BTreeMap<String, ParamTensor>,
+    ) -> Result<Sent, ClientError> {
+        let round = order.round;
+        let payload = Payload::from_update(weights, statistics)?;
+        let mut header = payload.header(round, &self.config.client_id, self.data.len() as u64);
+        header.exchange = order.exchange;
         let chunks = tokio_stream::iter(payload.chunks(header, self.chunk_bytes));
         match self.rpc.upload(chunks).await {
             Ok(reply) => {
                 self.connected();
-                self.summary.rounds_merged.push(round);
+                if order.exchange == 0 {
+                    self.summary.rounds_merged.push(round);
+                }
                 tracing::info!(
                     client = %self.config.client_id,
                     round,
+                    exchange = order.exchange,
                     accepted = reply.into_inner().accepted,
                     "update merged"
                 );
-                Ok(true)
+                Ok(Sent::Merged)
             }
             Err(status) => match status.code() {
                 Code::Aborted
@@ -202,35 +337,35 @@ impl Session {
                 | Code::FailedPrecondition
                 | Code::InvalidArgument
                 | Code::ResourceExhausted => {
-                    // Refused for this round only (late, duplicate, not
+                    // Refused for this exchange only (late, duplicate, not
                     // sampled, or a bad update): carry on with the next.
                     self.summary.refused += 1;
                     tracing::warn!(
                         client = %self.config.client_id,
                         round,
+                        exchange = order.exchange,
                         code = ?status.code(),
                         "update refused: {}",
                         status.message()
                     );
-                    Ok(true)
+                    Ok(Sent::Refused)
                 }
-                _ => {
-                    self.pending = Some((round, update));
-                    match self.react(status).await? {
-                        Reaction::Retry => Ok(true),
-                        Reaction::Rejoin => Ok(false),
-                        Reaction::Fatal(e) => Err(e),
-                    }
-                }
+                _ => match self.react(status).await? {
+                    Reaction::Retry => Ok(Sent::Retry),
+                    Reaction::Rejoin => Ok(Sent::Rejoin),
+                    Reaction::Fatal(e) => Err(e),
+                },
             },
         }
     }
 
-    /// Streams in and verifies the global model of `round`.
-    async fn fetch(&mut self, round: u32) -> Result<ParamSet, Status> {
+    /// Streams in and verifies the global model of `round` (exchange 0) or
+    /// the model a later exchange's statistics are computed with.
+    async fn fetch(&mut self, round: u32, exchange: u32) -> Result<ParamSet, Status> {
         let request = pb::FetchRequest {
             client_id: self.config.client_id.clone(),
             round,
+            exchange,
         };
         let mut stream = self.rpc.fetch_global(request).await?.into_inner();
         let first = stream

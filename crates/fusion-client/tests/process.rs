@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use fusion_server::{Server, ServerConfig, StrategyName};
+use fusion_server::{Server, ServerConfig, StrategyKind};
 
 #[test]
 fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
@@ -15,7 +15,7 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
         listen: ([127, 0, 0, 1], 0).into(),
         rounds: 1,
         min_clients: 1,
-        strategy: StrategyName::Fedavg,
+        strategy: StrategyKind::Fedavg,
         model: "mlp:32".into(),
         state_dir: dir.clone(),
         token: Some("tok".into()),
