@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use fusion_core::ComputeBackend;
+use clap::{Args, Parser, Subcommand};
+use fusion_core::{ComputeBackend, Reference, StrategyConfig, StrategyKind};
 use fusion_data::{DataSource, ShardRef, Split};
 use fusion_models::MlpArchitecture;
 use fusion_train::OptimizerKind;
@@ -58,9 +58,15 @@ pub struct SimulateArgs {
     /// Rounds (1 with --one-shot).
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
-    /// Strategies to compare, comma-separated: fedavg, align, merge-many.
-    #[arg(long, default_value = "fedavg,align,merge-many", value_delimiter = ',', value_parser = parse_strategy)]
-    pub strategy: Vec<fusion_server::StrategyName>,
+    /// Strategies to compare, comma-separated. regmean and layerwise ask
+    /// clients for second moments of their data.
+    #[arg(
+        long,
+        default_value = "fedavg,align,merge-many",
+        value_delimiter = ',',
+        value_enum
+    )]
+    pub strategy: Vec<StrategyKind>,
     /// How the training data is dealt to clients.
     #[arg(long, default_value = "dirichlet:0.3", value_parser = parse_split)]
     pub split: Split,
@@ -83,9 +89,12 @@ pub struct SimulateArgs {
     /// Epochs of each client's own training with --cold-start.
     #[arg(long, default_value_t = 5)]
     pub init_epochs: usize,
-    /// Reference of `align`: global, first or largest.
-    #[arg(long, default_value = "global", value_parser = parse_reference)]
-    pub reference: fusion_server::Reference,
+    /// Reference of `align` [global: the round's global model; the largest
+    /// client when clients bring their own models].
+    #[arg(long, default_value = "global", value_enum)]
+    pub reference: Reference,
+    #[command(flatten)]
+    pub strategy_options: StrategyArgs,
     /// FedProx μ sent to clients.
     #[arg(long, default_value_t = 0.0)]
     pub proximal_mu: f64,
@@ -130,12 +139,19 @@ pub struct CertsArgs {
     pub names: Vec<String>,
 }
 
-fn parse_strategy(s: &str) -> Result<fusion_server::StrategyName, String> {
-    s.parse()
-}
-
-fn parse_reference(s: &str) -> Result<fusion_server::Reference, String> {
-    s.parse()
+/// Options of the strategies; each uses its own and ignores the rest.
+#[derive(Debug, Args)]
+pub struct StrategyArgs {
+    /// MergeMany's pass cap.
+    #[arg(long, default_value_t = fusion_core::MergeMany::DEFAULT_MAX_PASSES)]
+    pub max_passes: usize,
+    /// RegMean's weight on the Gram matrices' off-diagonal, 0 to 1.
+    #[arg(long, default_value_t = StrategyConfig::DEFAULT_REGMEAN_ALPHA)]
+    pub regmean_alpha: f64,
+    /// Ridge of regmean and layerwise, a fraction of each layer's mean
+    /// Gram diagonal, towards the FedAvg weights.
+    #[arg(long, default_value_t = StrategyConfig::DEFAULT_RIDGE)]
+    pub ridge: f64,
 }
 
 /// How weight matching runs; shared by `align` and `merge`.
@@ -176,29 +192,25 @@ pub struct AlignArgs {
     pub json: bool,
 }
 
-/// Merge methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MergeMethod {
-    /// Coordinate-wise weighted average (FedAvg).
-    Average,
-    /// Align every model to the first, then average.
-    Align,
-    /// Align each model to the mean of the others until stable, then average.
-    MergeMany,
-}
-
 /// `fusion merge`.
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// How to merge.
+    /// How to merge (`average` is fedavg). regmean and layerwise need
+    /// statistics of each client's data: use them in a federation or
+    /// `fusion simulate`.
     #[arg(long, value_enum, default_value = "align")]
-    pub method: MergeMethod,
+    pub method: StrategyKind,
     /// Model files (safetensors); with `align` the first is the reference.
     #[arg(long, num_args = 2.., required = true)]
     pub models: Vec<PathBuf>,
-    /// One weight per model (for example example counts); equal if omitted.
+    /// One weight per model, such as its training examples. Without it,
+    /// each file's `examples` metadata (written by `fusion train`) is used,
+    /// or equal weights with a warning.
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     pub weights: Option<Vec<f64>>,
+    /// MergeMany's pass cap.
+    #[arg(long, default_value_t = fusion_core::MergeMany::DEFAULT_MAX_PASSES)]
+    pub max_passes: usize,
     /// Matching options (ignored by `average`).
     #[command(flatten)]
     pub matching: MatchArgs,

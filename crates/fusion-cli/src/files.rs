@@ -24,6 +24,38 @@ pub fn write_model(path: &Path, params: &ParamSet) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
+/// The safetensors metadata key where `fusion train` records the number of
+/// training examples behind a model, so `fusion merge` can weight by it.
+pub const EXAMPLES_KEY: &str = "fusion.examples";
+
+/// Writes a model (atomically, as [`write_model`]) with the number of
+/// examples it was trained on in its metadata.
+pub fn write_trained_model(path: &Path, params: &ParamSet, examples: usize) -> Result<()> {
+    let metadata =
+        std::collections::HashMap::from([(EXAMPLES_KEY.to_owned(), examples.to_string())]);
+    let bytes = params
+        .to_safetensors_with_metadata(Some(metadata))
+        .with_context(|| format!("cannot encode '{}'", path.display()))?;
+    write_atomic(path, &bytes)
+}
+
+/// The example count recorded in a model file's metadata, if any.
+pub fn read_examples(path: &Path) -> Result<Option<f64>> {
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read model '{}'", path.display()))?;
+    let metadata = fusion_core::safetensors_metadata(&bytes)
+        .with_context(|| format!("model '{}'", path.display()))?;
+    match metadata.get(EXAMPLES_KEY) {
+        None => Ok(None),
+        Some(v) => v.parse::<u64>().map(|n| Some(n as f64)).with_context(|| {
+            format!(
+                "model '{}': metadata `{EXAMPLES_KEY}` = `{v}` is not a count",
+                path.display()
+            )
+        }),
+    }
+}
+
 /// Atomic write of any bytes (see [`write_model`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {

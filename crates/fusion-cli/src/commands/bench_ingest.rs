@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fusion_net::{BearerToken, ClientTls, FederationClient, Payload, pb};
-use fusion_server::{Server, ServerConfig, StrategyName};
+use fusion_server::{Server, ServerConfig, StrategyKind};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -163,7 +163,7 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
         listen: ([127, 0, 0, 1], 0).into(),
         rounds,
         min_clients: clients as u32,
-        strategy: StrategyName::Fedavg,
+        strategy: StrategyKind::Fedavg,
         model: args.model.to_string(),
         state_dir: state.clone(),
         poll_ms: 5,

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use fusion_client::ClientConfig;
+use fusion_core::{ParamSet, StrategyKind};
 use fusion_data::Dataset;
 use fusion_experiments::{Figure, Series};
-use fusion_server::{Init, RoundRecord, Server, ServerConfig, StrategyName};
+use fusion_models::Mlp;
+use fusion_server::{Init, RoundRecord, Server, ServerConfig};
 use serde::Serialize;
 
 use super::outputs::{list, write_outputs};
@@ -22,7 +24,25 @@ use crate::options::load_data;
 struct StrategyRun {
     strategy: String,
     seconds: f64,
+    /// Bytes each client uploaded in the whole run (weights and
+    /// statistics), mean over clients.
+    upload_bytes_per_client: f64,
     rounds: Vec<RoundRecord>,
+}
+
+/// What the clients' own final models score on the test set, without any
+/// merge: the practical ceiling (output ensemble, one forward pass per
+/// client) and the floor a merge must beat (the best single client).
+#[derive(Debug, Serialize)]
+struct ClientBaselines {
+    /// From the run of this strategy (every run trains the same clients
+    /// with the same seeds).
+    from_strategy: String,
+    ensemble_acc: f64,
+    ensemble_loss: f64,
+    best_single_acc: f64,
+    best_single_client: usize,
+    single_acc: Vec<f64>,
 }
 
 /// Everything `--json` prints and `results.json` holds.
@@ -35,12 +55,15 @@ struct SimulationReport {
     local_epochs: usize,
     shard_sizes: Vec<usize>,
     runs: Vec<StrategyRun>,
+    /// The clients' own models, scored alone and as an output ensemble
+    /// (one-shot runs).
+    client_models: Option<ClientBaselines>,
 }
 
 /// Runs `fusion simulate`.
 pub fn run(args: SimulateArgs) -> Result<()> {
     if args.strategy.is_empty() {
-        bail!("--strategy needs at least one of fedavg, align, merge-many");
+        bail!("--strategy needs at least one of fedavg, align, merge-many, regmean, layerwise");
     }
     let data = load_data(&args.data.dataset)?;
     let train = match args.limit {
@@ -71,9 +94,10 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         .unwrap_or(if args.one_shot { 5 } else { 1 });
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let mut runs = Vec::new();
+    let mut baselines = None;
     for &strategy in &args.strategy {
         let started = std::time::Instant::now();
-        let records = runtime
+        let (records, client_models, uploaded) = runtime
             .block_on(simulate_one(
                 &args,
                 strategy,
@@ -82,10 +106,15 @@ pub fn run(args: SimulateArgs) -> Result<()> {
                 local_epochs,
             ))
             .with_context(|| format!("simulation with `{strategy}` failed"))?;
+        let seconds = started.elapsed().as_secs_f64();
         tracing::info!(%strategy, "simulation done");
+        if baselines.is_none() {
+            baselines = score_clients(&args, strategy, &client_models, &data.test)?;
+        }
         runs.push(StrategyRun {
             strategy: strategy.to_string(),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
+            upload_bytes_per_client: uploaded,
             rounds: records,
         });
     }
@@ -97,6 +126,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         local_epochs,
         shard_sizes: shards.iter().map(|s| s.len()).collect(),
         runs,
+        client_models: baselines,
     };
     let written = write_outputs(
         &args.out,
@@ -116,14 +146,15 @@ pub fn run(args: SimulateArgs) -> Result<()> {
 }
 
 /// One strategy: a server on a free loopback port and every client, all in
-/// this process; returns the server's round records.
+/// this process; returns the server's round records, each client's last
+/// accepted model and the mean bytes a client uploaded.
 async fn simulate_one(
     args: &SimulateArgs,
-    strategy: StrategyName,
+    strategy: StrategyKind,
     shards: &[Arc<Dataset>],
     test: &Dataset,
     local_epochs: usize,
-) -> Result<Vec<RoundRecord>> {
+) -> Result<(Vec<RoundRecord>, Vec<Option<ParamSet>>, f64)> {
     let state_dir = args.out.join(format!("state-{strategy}"));
     remove_state(&state_dir)?;
     let config = ServerConfig {
@@ -132,6 +163,9 @@ async fn simulate_one(
         min_clients: shards.len() as u32,
         strategy,
         reference: args.reference,
+        max_passes: args.strategy_options.max_passes,
+        regmean_alpha: args.strategy_options.regmean_alpha,
+        ridge: args.strategy_options.ridge,
         backend: args.backend.to_string(),
         state_dir,
         model: args.model.to_string(),
@@ -148,6 +182,7 @@ async fn simulate_one(
         ..ServerConfig::default()
     };
     let server = Server::new(config, Some(test.clone()))?;
+    let metrics = server.metrics();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot bind a loopback port")?;
@@ -173,13 +208,60 @@ async fn simulate_one(
         c.init_seed = args.seed.wrapping_add(1000 + i as u64);
         tasks.push(tokio::spawn(fusion_client::run(c, shard.clone())));
     }
+    let mut models = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.into_iter().enumerate() {
-        t.await
+        let summary = t
+            .await
             .context("client task failed")?
             .with_context(|| format!("client {i} failed"))?;
+        models.push(summary.last_trained);
     }
     let summary = server.await.context("server task failed")??;
-    Ok(summary.records)
+    let uploaded = metrics.bytes_in.get() as f64 / shards.len().max(1) as f64;
+    Ok((summary.records, models, uploaded))
+}
+
+/// Scores the clients' own models (one-shot runs only: in rounds they are
+/// one round's local updates, not models of their own).
+fn score_clients(
+    args: &SimulateArgs,
+    strategy: StrategyKind,
+    models: &[Option<ParamSet>],
+    test: &Dataset,
+) -> Result<Option<ClientBaselines>> {
+    if !args.one_shot {
+        return Ok(None);
+    }
+    let Some(params) = models.iter().cloned().collect::<Option<Vec<ParamSet>>>() else {
+        tracing::warn!("a client has no accepted model: no ensemble row");
+        return Ok(None);
+    };
+    let device = args.backend.device()?;
+    let built: Vec<Mlp> = params
+        .iter()
+        .map(|p| Mlp::from_params(p, &device))
+        .collect::<Result<_, _>>()
+        .context("cannot build a client's model")?;
+    let mut single_acc = Vec::with_capacity(built.len());
+    for m in &built {
+        single_acc.push(fusion_train::evaluate(m, test, &device)?.accuracy);
+    }
+    let refs: Vec<&Mlp> = built.iter().collect();
+    let ensemble = fusion_train::evaluate_ensemble(&refs, test, &device)?;
+    let (best_single_client, best_single_acc) = single_acc
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, f64::NAN));
+    Ok(Some(ClientBaselines {
+        from_strategy: strategy.to_string(),
+        ensemble_acc: ensemble.accuracy,
+        ensemble_loss: ensemble.loss,
+        best_single_acc,
+        best_single_client,
+        single_acc,
+    }))
 }
 
 /// Removes a previous run's state, so a new simulation never resumes one.
@@ -214,9 +296,27 @@ fn table(report: &SimulationReport) -> String {
             ));
         }
     }
+    if let Some(c) = &report.client_models {
+        out.push_str(&format!(
+            "{:<11} {:>5} {:>9.4} {:>9.4}   (the clients' own models, one forward pass each)\n",
+            "ensemble", "-", c.ensemble_acc, c.ensemble_loss
+        ));
+        out.push_str(&format!(
+            "{:<11} {:>5} {:>9.4} {:>9}   (client {})\n",
+            "best-single", "-", c.best_single_acc, "-", c.best_single_client
+        ));
+    }
     out.push_str(
         "moved: mean fraction of hidden units the strategy permuted per client and layer\n",
     );
+    for run in &report.runs {
+        out.push_str(&format!(
+            "{}: {:.1} MB uploaded per client, {:.1} s\n",
+            run.strategy,
+            run.upload_bytes_per_client / 1e6,
+            run.seconds
+        ));
+    }
     out
 }
 

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::report::print_json;
 use crate::cli::TrainArgs;
-use crate::files::write_model;
+use crate::files::write_trained_model;
 use crate::options::{load_data, train_config};
 
 /// Runs `fusion train`.
@@ -40,7 +40,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = train_config(&args.training, "train");
     let (model, summary) = train(model, &train_set, &config, &device).context("training failed")?;
     let test = evaluate(&model, &data.test, &device)?;
-    write_model(&args.out, &model.to_params())?;
+    write_trained_model(&args.out, &model.to_params(), train_set.len())?;
     if args.json {
         return print_json(&json!({
             "dataset": data.name,

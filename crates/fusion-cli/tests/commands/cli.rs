@@ -69,6 +69,85 @@ fn align_writes_a_and_prints_json() {
 }
 
 #[test]
+fn merge_weights_by_recorded_examples_or_warns() {
+    let dir = scratch("merge-weights");
+    let a = synthetic::random_mlp(&[6, 4, 2], 1);
+    let b = synthetic::random_mlp(&[6, 4, 2], 2);
+    let counted = |set: &ParamSet, path: &Path, examples: &str| {
+        let metadata =
+            std::collections::HashMap::from([("fusion.examples".to_owned(), examples.to_owned())]);
+        let bytes = set
+            .to_safetensors_with_metadata(Some(metadata))
+            .expect("encode");
+        std::fs::write(path, bytes).expect("write");
+    };
+    let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    counted(&a, &pa, "1");
+    counted(&b, &pb, "3");
+    let out_path = dir.join("m.safetensors");
+    let merge = |models: [&Path; 2]| {
+        fusion(&[
+            "merge",
+            "--method",
+            "average",
+            "--models",
+            s(models[0]),
+            s(models[1]),
+            "--out",
+            s(&out_path),
+            "--json",
+        ])
+    };
+    let out = merge([&pa, &pb]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stderr.is_empty(), "no warning when counts are recorded");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["method"], "fedavg");
+    assert_eq!(v["weighted_by"], "examples recorded in the files");
+    let merged =
+        ParamSet::from_safetensors(&std::fs::read(&out_path).expect("read")).expect("parse");
+    for (name, t) in merged.iter() {
+        let (x, y) = (a.get(name).expect("a"), b.get(name).expect("b"));
+        for ((m, x), y) in t.data().iter().zip(x.data()).zip(y.data()) {
+            assert!((m - (x + 3.0 * y) / 4.0).abs() < 1e-6, "{name}");
+        }
+    }
+    // Without counts: equal weights, and a warning that says so.
+    let bare = dir.join("bare.safetensors");
+    write(&bare, &b);
+    let out = merge([&pa, &bare]);
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.starts_with("warning:") && warning.contains("bare.safetensors"),
+        "{warning}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["weighted_by"], "equal (no counts given)");
+    // Data-aware strategies cannot run on files alone: one clear line.
+    let out = fusion(&[
+        "merge",
+        "--method",
+        "regmean",
+        "--models",
+        s(&pa),
+        s(&pb),
+        "--out",
+        s(&out_path),
+    ]);
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("needs statistics computed on each client's data"),
+        "{line}"
+    );
+}
+
+#[test]
 fn merge_methods_run_and_report() {
     let dir = scratch("merge");
     let (pa, pb, a) = planted_pair(&dir);

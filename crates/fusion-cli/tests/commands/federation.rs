@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use fusion_core::ParamSet;
 use fusion_net::{BearerToken, ClientTls, Payload, pb};
-use fusion_server::{Reference, Server, ServerConfig, StrategyName};
+use fusion_server::{Reference, Server, ServerConfig, StrategyKind};
 
 use crate::common::{fusion, s, scratch};
 
@@ -28,7 +28,7 @@ fn server_align_equals_offline_merge_align() {
         listen: ([127, 0, 0, 1], 0).into(),
         rounds: 1,
         min_clients: 3,
-        strategy: StrategyName::Align,
+        strategy: StrategyKind::Align,
         reference: Reference::First,
         model: "mlp:32".into(),
         state_dir: dir.join("state"),
