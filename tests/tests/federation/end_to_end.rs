@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fusion_net::{BearerToken, ClientTls, DevCertificates};
-use fusion_server::StrategyName;
+use fusion_server::StrategyKind;
 use fusion_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,7 +19,7 @@ async fn three_clients_two_rounds_over_mutual_tls() {
     let mut config = server_config(dir.join("state"));
     config.rounds = 2;
     config.min_clients = 3;
-    config.strategy = StrategyName::Align;
+    config.strategy = StrategyKind::Align;
     config.tls_cert = Some(c("server.pem"));
     config.tls_key = Some(c("server.key"));
     config.client_ca = Some(c("ca.pem"));

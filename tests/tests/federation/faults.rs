@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fusion_net::{ClientTls, Payload, pb};
-use fusion_server::StrategyName;
+use fusion_server::StrategyKind;
 use fusion_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +17,7 @@ async fn a_client_killed_mid_upload_is_never_merged() {
     config.min_clients = 3;
     config.min_updates = Some(2);
     config.round_deadline_secs = 8.0;
-    config.strategy = StrategyName::Fedavg;
+    config.strategy = StrategyKind::Fedavg;
     let model = initial_global(&config);
     let server = RunningServer::start(config, None);
     let url = server.http_url();
@@ -91,7 +91,7 @@ async fn a_restarted_server_resumes_at_the_next_round() {
     let mut config = server_config(dir.join("state"));
     config.rounds = 3;
     config.min_clients = 2;
-    config.strategy = StrategyName::Align;
+    config.strategy = StrategyKind::Align;
     // Fix the port so clients find the restarted server where they left it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

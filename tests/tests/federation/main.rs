@@ -4,4 +4,5 @@
 mod end_to_end;
 mod faults;
 mod refusals;
+mod statistics;
 mod tls_refusals;

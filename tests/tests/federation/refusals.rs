@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use fusion_net::{ClientTls, Payload, pb};
-use fusion_server::StrategyName;
+use fusion_server::StrategyKind;
 use fusion_tests::*;
 use tonic::Code;
 
@@ -21,7 +21,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     let mut config = server_config(dir.join("state"));
     config.rounds = 1;
     config.min_clients = 1;
-    config.strategy = StrategyName::Fedavg;
+    config.strategy = StrategyKind::Fedavg;
     config.token = Some("secret".into());
     let model = initial_global(&config);
     let server = RunningServer::start(config, None);
