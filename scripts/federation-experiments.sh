@@ -13,9 +13,9 @@ fusion=./target/release/fusion
 common=(--clients 8 --split dirichlet:0.3 --dataset fashion-mnist --seed 0)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
-echo "== one-shot: own initialisations, 5 local epochs, merged once"
+echo "== one-shot: own initialisations, 5 local epochs, merged once (issue 10's acceptance run)"
 time "$fusion" simulate "${common[@]}" --one-shot --local-epochs 5 \
-  --strategy fedavg,align,merge-many --out "$out/one-shot"
+  --strategy fedavg,align,merge-many,regmean,layerwise --out "$out/one-shot"
 echo "== one-shot, align to the largest client (the reference implementation's choice)"
 "$fusion" simulate "${common[@]}" --one-shot --local-epochs 5 \
   --strategy align --reference largest --out "$out/one-shot-largest"
