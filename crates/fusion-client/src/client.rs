@@ -208,25 +208,25 @@ impl Session {
                     .await?
             }
         };
+        // Kept before uploading: if the reply is lost but the server merged
+        // the update, later exchanges of the round still find the model.
+        self.trained = Some((round, update.clone()));
         let statistics = match self.statistics(&update, None, &order.statistics).await {
             Ok(s) => s,
             Err(e) => {
                 self.pending = Some((round, update));
-                return Err(e);
+                self.cannot_compute(order, &e).await;
+                return Ok(true);
             }
         };
         let weights = order.send_weights.then_some(&update);
         let sent = self.upload(order, weights, &statistics).await?;
         match sent {
             Sent::Merged => {
-                self.summary.last_trained = Some(update.clone());
-                self.trained = Some((round, update));
+                self.summary.last_trained = Some(update);
                 Ok(true)
             }
-            Sent::Refused => {
-                self.trained = Some((round, update));
-                Ok(true)
-            }
+            Sent::Refused => Ok(true),
             Sent::Retry => {
                 self.pending = Some((round, update));
                 Ok(true)
@@ -271,13 +271,35 @@ impl Session {
                 };
             }
         };
-        let statistics = self
+        let statistics = match self
             .statistics(&own, Some(reference), &order.statistics)
-            .await?;
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.cannot_compute(order, &e).await;
+                return Ok(true);
+            }
+        };
         Ok(!matches!(
             self.upload(order, None, &statistics).await?,
             Sent::Rejoin
         ))
+    }
+
+    /// Statistics the server asked for but this client cannot compute (a
+    /// name it does not know, a layer its model lacks): logged and counted
+    /// as refused, and the client carries on; the exchange completes
+    /// without it.
+    async fn cannot_compute(&mut self, order: &pb::HeartbeatReply, error: &ClientError) {
+        self.summary.refused += 1;
+        tracing::warn!(
+            client = %self.config.client_id,
+            round = order.round,
+            exchange = order.exchange,
+            "cannot compute the requested statistics: {error}"
+        );
+        tokio::time::sleep(self.poll).await;
     }
 
     /// Computes the named statistics off the async threads.

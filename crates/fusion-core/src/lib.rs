@@ -58,7 +58,7 @@ pub use merge::{
     Aggregation, AlignToReference, Instructions, Layerwise, MergeError, MergeMany, MergeOutcome,
     ModelReport, PermMoved, Reference, RegMean, RoundContext, RunningSum, StatisticKind,
     StatisticRequest, Strategy, StrategyConfig, StrategyKind, Update, WeightedAverage,
-    add_unpacked, pack_upper,
+    add_unpacked, check_gram, pack_upper,
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,

@@ -24,6 +24,7 @@ pub struct Aggregated {
 enum Command {
     Add {
         client: String,
+        exchange: u32,
         examples: u64,
         update: Update,
         reply: oneshot::Sender<Result<ModelReport, String>>,
@@ -66,12 +67,13 @@ impl Aggregator {
         Ok((Self { commands: tx }, instructions))
     }
 
-    /// Folds in one verified update of the current exchange. Errors when
-    /// the update does not fit (the aggregation is then unchanged) or when
-    /// the round has already been finished or abandoned (`None`).
+    /// Folds in one verified update of `exchange`. Errors when the update
+    /// does not fit (the aggregation is then unchanged); `None` when that
+    /// exchange is over or the round has been finished or abandoned.
     pub async fn add(
         &self,
         client: String,
+        exchange: u32,
         examples: u64,
         update: Update,
     ) -> Option<Result<ModelReport, String>> {
@@ -79,6 +81,7 @@ impl Aggregator {
         self.commands
             .send(Command::Add {
                 client,
+                exchange,
                 examples,
                 update,
                 reply,
@@ -121,19 +124,25 @@ fn serve(
     if began.send(Ok(aggregation.instructions())).is_err() {
         return;
     }
-    let mut exchange = 0u32;
+    // The open exchange; `None` once the last one has ended.
+    let mut exchange = Some(0u32);
     let mut clients = Vec::new();
     for command in rx {
         let t = Instant::now();
         match command {
             Command::Add {
                 client,
+                exchange: of,
                 examples,
                 update,
                 reply,
             } => {
+                if exchange != Some(of) {
+                    // Dropping `reply` answers `None`: that exchange is over.
+                    continue;
+                }
                 let result = aggregation.add(update).map_err(|e| e.to_string());
-                if result.is_ok() && exchange == 0 {
+                if result.is_ok() && of == 0 {
                     clients.push((client, examples));
                 }
                 seconds += t.elapsed().as_secs_f64();
@@ -141,9 +150,11 @@ fn serve(
             }
             Command::Advance { reply } => {
                 let result = aggregation.advance().map_err(|e| e.to_string());
-                if let Ok(Some(next)) = &result {
-                    exchange = next.exchange;
-                }
+                exchange = match &result {
+                    Ok(Some(next)) => Some(next.exchange),
+                    Ok(None) => None,
+                    Err(_) => exchange,
+                };
                 seconds += t.elapsed().as_secs_f64();
                 let _ = reply.send(result);
             }

@@ -232,8 +232,22 @@ impl RoundState {
                 Step::Wait
             };
         }
+        let timeout = config.client_timeout();
+        let clients = &self.clients;
         match &mut self.open {
             Some(open) if !open.closing => {
+                if open.exchange > 0 {
+                    // Forward passes only: a client silent past the
+                    // liveness window (restarted, gone) is not waited for;
+                    // the exchange completes with the others.
+                    open.expected.retain(|id| {
+                        open.accepted.contains(id)
+                            || open.in_flight.contains(id)
+                            || clients.get(id).is_some_and(|c| {
+                                now.saturating_duration_since(c.last_seen) <= timeout
+                            })
+                    });
+                }
                 let complete =
                     open.accepted.len() == open.expected.len() && open.in_flight.is_empty();
                 if complete {
@@ -401,16 +415,17 @@ impl RoundState {
     }
 
     /// Ends `ticket`'s upload: merged (`accepted`) or abandoned. Returns
-    /// the updates accepted so far, or `None` when the round (or this try
-    /// of it) is gone: a retried round discards what it had folded in.
+    /// the updates accepted so far, or `None` when the round, this try of
+    /// it, or this exchange is gone: a retried round discards what it had
+    /// folded in. The upload's slot is freed whatever the exchange, so an
+    /// upload that outlived its exchange never holds up the next one.
     pub fn settle(&mut self, ticket: &Ticket, accepted: bool) -> Option<usize> {
         match self.open.as_mut() {
-            Some(open)
-                if self.round == ticket.round
-                    && open.attempt == ticket.attempt
-                    && open.exchange == ticket.exchange =>
-            {
+            Some(open) if self.round == ticket.round && open.attempt == ticket.attempt => {
                 open.in_flight.remove(&ticket.client);
+                if open.exchange != ticket.exchange {
+                    return None;
+                }
                 if accepted {
                     open.accepted.insert(ticket.client.clone());
                 }

@@ -254,13 +254,15 @@ impl pb::federation_server::Federation for FederationService {
             ticket,
             done: false,
         };
-        let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
-        let header = assembler.header().clone();
+        // Receive memory is reserved only under a permit, so at most
+        // `max_concurrent_uploads` payloads are held at once.
         let _permit = s
             .uploads
             .acquire()
             .await
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
+        let header = assembler.header().clone();
         loop {
             match stream.message().await {
                 Ok(Some(chunk)) => assembler.push(chunk).map_err(wire)?,
@@ -292,15 +294,15 @@ impl pb::federation_server::Federation for FederationService {
         match slot
             .ticket
             .aggregator
-            .add(client.clone(), examples, update)
+            .add(client.clone(), slot.ticket.exchange, examples, update)
             .await
         {
             None => {
                 return Err(s.refuse(
                     "late",
                     Status::aborted(format!(
-                        "round {} closed before this update could be merged",
-                        slot.ticket.round
+                        "exchange {} of round {} closed before this update could be merged",
+                        slot.ticket.exchange, slot.ticket.round
                     )),
                 ));
             }

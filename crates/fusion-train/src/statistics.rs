@@ -99,7 +99,8 @@ pub fn client_statistics(
             None => own_inputs.clone(),
         };
         for sum in &mut sums {
-            let xt = with_ones(reference_inputs[sum.index].clone(), device);
+            let bias = sum.layer.bias.is_some();
+            let xt = augmented(reference_inputs[sum.index].clone(), bias, device);
             let product = match sum.request {
                 StatisticKind::Gram => xt.clone().transpose().matmul(xt),
                 // Without a reference the two inputs are one tensor, and
@@ -108,7 +109,7 @@ pub fn client_statistics(
                     xt.clone().transpose().matmul(xt)
                 }
                 StatisticKind::Cross => {
-                    let own = with_ones(own_inputs[sum.index].clone(), device);
+                    let own = augmented(own_inputs[sum.index].clone(), bias, device);
                     xt.transpose().matmul(own)
                 }
             };
@@ -195,8 +196,12 @@ fn layer_inputs(model: &Mlp, x: Tensor<2>, deepest: usize) -> Vec<Tensor<2>> {
     out
 }
 
-/// `x` with a column of ones appended (the bias's input).
-fn with_ones(x: Tensor<2>, device: &Device) -> Tensor<2> {
+/// `x` with a column of ones appended (the bias's input) when the layer
+/// has a bias, else `x`.
+fn augmented(x: Tensor<2>, bias: bool, device: &Device) -> Tensor<2> {
+    if !bias {
+        return x;
+    }
     let [n, _] = x.dims();
     Tensor::cat(vec![x, Tensor::<2>::ones([n, 1], device)], 1)
 }

@@ -86,8 +86,9 @@ async fn data_aware_strategies_equal_fedavg_on_identical_clients() {
     }
 }
 
-/// The statistics `names` for `model`, each the packed identity (Gram) or
-/// zeros (cross): well-formed values a test can predict.
+/// The statistics `names` for `model`, each a diagonal Gram matrix (1s,
+/// and the 100 examples the test claims in the bias's entry) or zeros
+/// (cross): well-formed values a test can predict.
 fn statistics(model: &ParamSet, names: &[String]) -> BTreeMap<String, ParamTensor> {
     names
         .iter()
@@ -96,7 +97,13 @@ fn statistics(model: &ParamSet, names: &[String]) -> BTreeMap<String, ParamTenso
             let k = layer.augmented_inputs();
             let data = match request.kind {
                 StatisticKind::Gram => (0..k)
-                    .flat_map(|i| (i..k).map(move |j| if i == j { 1.0 } else { 0.0 }))
+                    .flat_map(|i| {
+                        (i..k).map(move |j| match (i == j, i + 1 == k) {
+                            (true, true) => 100.0,
+                            (true, false) => 1.0,
+                            _ => 0.0,
+                        })
+                    })
                     .collect(),
                 StatisticKind::Cross => vec![0.0; k * layer.outputs],
             };
@@ -167,7 +174,18 @@ async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes(
     );
     let mut poisoned = good.clone();
     poisoned.get_mut("gram:layers.1").expect("asked").data_mut()[0] = f32::NAN;
+    let mut inflated = good.clone();
+    for (_, t) in inflated.iter_mut() {
+        for v in t.data_mut() {
+            *v *= 1000.0;
+        }
+    }
     let cases: Vec<(Vec<pb::Chunk>, Code, &str)> = vec![
+        (
+            chunks(Some(&model), &inflated, 0),
+            Code::InvalidArgument,
+            "sums 100000 examples, but the update claims 100",
+        ),
         (
             chunks(Some(&model), &unasked, 0),
             Code::InvalidArgument,
@@ -205,7 +223,7 @@ async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes(
         .expect("join")
         .expect("server finished");
     assert_eq!(summary.records.len(), 1);
-    // One client with identity Gram matrices: RegMean returns its model.
+    // One client with diagonal Gram matrices: RegMean returns its model.
     for (name, t) in summary.global.iter() {
         let want = model.get(name).expect("same layout");
         for (a, b) in t.data().iter().zip(want.data()) {

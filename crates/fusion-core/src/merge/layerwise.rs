@@ -93,8 +93,9 @@ impl LayerwiseAggregation {
             Some(p) => p,
             None => self.prior.insert(self.sum.mean()?),
         };
-        let mut merged = match self.merged.take() {
-            Some(m) => Arc::unwrap_or_clone(m),
+        // A copy: a failed solve leaves the layers solved so far in place.
+        let mut merged = match &self.merged {
+            Some(m) => m.as_ref().clone(),
             None => prior.clone(),
         };
         self.system.solve_into(self.ridge, prior, &mut merged)?;

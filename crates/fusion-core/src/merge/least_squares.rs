@@ -82,7 +82,8 @@ impl LayerSystem {
     /// layer) rather than towards zero, so directions no client's data
     /// excites (dead units make `A` exactly singular) keep the average's
     /// weights, and clients identical in weights and data give exactly
-    /// the average. With `ridge = 0` a singular system is an error.
+    /// the average (up to the f32 rounding of the statistics sent). With
+    /// `ridge = 0` a singular system is an error.
     pub(crate) fn solve_into(
         &self,
         ridge: f64,
@@ -92,6 +93,11 @@ impl LayerSystem {
         let k = self.k;
         let out = self.layer.outputs;
         let mean_diag = (0..k).map(|i| self.a[i * k + i]).sum::<f64>() / k as f64;
+        if mean_diag <= 0.0 && ridge > 0.0 {
+            // No client's data reaches this layer at all (every input is
+            // 0): nothing to fit, so it keeps the average.
+            return Ok(());
+        }
         let lambda = ridge * mean_diag;
         let mut a = self.a.clone();
         let mut b = self.b.clone();

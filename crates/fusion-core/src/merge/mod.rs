@@ -30,5 +30,5 @@ pub use merge_many::MergeMany;
 pub use regmean::RegMean;
 pub use report::{MergeOutcome, ModelReport, PermMoved};
 pub use running_sum::RunningSum;
-pub use statistics::{StatisticKind, StatisticRequest, add_unpacked, pack_upper};
+pub use statistics::{StatisticKind, StatisticRequest, add_unpacked, check_gram, pack_upper};
 pub use strategy::{Aggregation, Instructions, RoundContext, Strategy, Update};

@@ -41,6 +41,10 @@ pub struct StatisticRequest {
     pub layer: String,
     /// The shape the tensor must have.
     pub shape: Vec<usize>,
+    /// Whether the layer has a bias (its inputs then end with a 1).
+    pub bias: bool,
+    /// `k`: the layer's inputs, plus 1 with a bias.
+    pub augmented_inputs: usize,
 }
 
 impl StatisticRequest {
@@ -55,6 +59,8 @@ impl StatisticRequest {
             kind,
             layer: layer.name.clone(),
             shape,
+            bias: layer.bias.is_some(),
+            augmented_inputs: k,
         }
     }
 
@@ -87,6 +93,55 @@ impl fmt::Display for StatisticRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name())
     }
+}
+
+/// Checks that a packed Gram matrix could be one: a non-negative diagonal,
+/// every entry within Cauchy–Schwarz of its diagonal (`G_ij² ≤ G_ii G_jj`,
+/// with room for f32 rounding), and, for a layer with a bias, the input's
+/// appended 1 summed to exactly `examples`. A hostile or broken client
+/// could otherwise make the summed system indefinite (failing the round on
+/// every retry) or outweigh everyone by scaling its statistics.
+pub fn check_gram(
+    name: &str,
+    packed: &[f32],
+    k: usize,
+    bias: bool,
+    examples: f64,
+) -> Result<(), String> {
+    let mut diagonal = Vec::with_capacity(k);
+    let mut at = 0;
+    for i in 0..k {
+        diagonal.push(f64::from(packed[at]));
+        at += k - i;
+    }
+    if let Some(i) = diagonal.iter().position(|&d| d < 0.0) {
+        return Err(format!(
+            "statistic `{name}` has a negative diagonal entry {} at {i}: not a Gram matrix",
+            diagonal[i]
+        ));
+    }
+    let mut at = 0;
+    for i in 0..k {
+        for j in i..k {
+            let g = f64::from(packed[at]);
+            at += 1;
+            let bound = (diagonal[i] * diagonal[j]).sqrt();
+            if g.abs() > bound * (1.0 + 1e-3) + 1e-6 {
+                return Err(format!(
+                    "statistic `{name}`: entry ({i}, {j}) = {g} exceeds sqrt(G_ii G_jj) = {bound}: not a Gram matrix"
+                ));
+            }
+        }
+    }
+    if bias {
+        let ones = diagonal[k - 1];
+        if (ones - examples).abs() > 0.5 {
+            return Err(format!(
+                "statistic `{name}` sums {ones} examples, but the update claims {examples}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Packs the upper triangle (row by row, diagonal included) of the
@@ -147,5 +202,39 @@ mod tests {
         assert_eq!(cross.shape, vec![6, 3]);
         assert!(StatisticRequest::parse("gram:layers.7", &model).is_err());
         assert!(StatisticRequest::parse("mean:layers.0", &model).is_err());
+    }
+
+    #[test]
+    fn impossible_gram_matrices_are_named() {
+        // x̃ = (1, 2, 1) and (0, 1, 1): two examples with a bias column.
+        let mut full = vec![0.0; 9];
+        for x in [[1.0, 2.0, 1.0], [0.0, 1.0, 1.0]] {
+            for i in 0..3 {
+                for j in 0..3 {
+                    full[i * 3 + j] += x[i] * x[j];
+                }
+            }
+        }
+        let good: Vec<f32> = pack_upper(&full, 3).iter().map(|&v| v as f32).collect();
+        assert_eq!(check_gram("g", &good, 3, true, 2.0), Ok(()));
+        let err = check_gram("g", &good, 3, true, 5.0).expect_err("count");
+        assert!(
+            err.contains("sums 2 examples, but the update claims 5"),
+            "{err}"
+        );
+        let mut negative = good.clone();
+        negative[0] = -1.0;
+        assert!(
+            check_gram("g", &negative, 3, true, 2.0)
+                .expect_err("neg")
+                .contains("negative")
+        );
+        let mut off = good.clone();
+        off[1] = 100.0;
+        assert!(
+            check_gram("g", &off, 3, true, 2.0)
+                .expect_err("cs")
+                .contains("(0, 1)")
+        );
     }
 }

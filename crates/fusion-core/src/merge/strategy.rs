@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::statistics::StatisticRequest;
+use super::statistics::{StatisticKind, StatisticRequest, check_gram};
 use super::{MergeError, MergeOutcome, ModelReport, StrategyKind};
 use crate::params::{ParamSet, ParamTensor};
 
@@ -68,7 +68,8 @@ pub struct Instructions {
     pub train: bool,
     /// Whether the update carries the client's model weights.
     pub send_weights: bool,
-    /// Statistics of the client's data to send, in this order.
+    /// Statistics of the client's data to send (on the wire sorted by
+    /// name, whatever this order).
     pub statistics: Vec<StatisticRequest>,
     /// The model whose layer inputs the statistics are computed with
     /// (`x̃` in [`StatisticRequest`]); `None` means the client's own model.
@@ -129,6 +130,11 @@ impl Instructions {
                 return Err(MergeError::BadUpdate(format!(
                     "statistic `{name}` holds {value} at element {index}"
                 )));
+            }
+            if request.kind == StatisticKind::Gram {
+                let k = request.augmented_inputs;
+                check_gram(&name, tensor.data(), k, request.bias, update.weight)
+                    .map_err(MergeError::BadUpdate)?;
             }
         }
         Ok(())

@@ -103,6 +103,12 @@ fn client_update(client: &Client, instructions: &Instructions) -> Update {
 
 /// Runs every exchange of `strategy` with `clients`, as a server would.
 fn run(kind: StrategyKind, ridge: f64, clients: &[Client]) -> ParamSet {
+    run_with_dropouts(kind, ridge, clients, clients.len())
+}
+
+/// [`run`], where only the first `stay` clients take part after exchange 0
+/// (the others died between exchanges).
+fn run_with_dropouts(kind: StrategyKind, ridge: f64, clients: &[Client], stay: usize) -> ParamSet {
     let mut config = StrategyConfig::new(kind, SpecSource::InferMlp, device());
     config.ridge = ridge;
     config.regmean_alpha = 1.0;
@@ -114,7 +120,12 @@ fn run(kind: StrategyKind, ridge: f64, clients: &[Client]) -> ParamSet {
     let mut aggregation = strategy.begin(&round).expect("begin");
     let mut instructions = aggregation.instructions();
     loop {
-        for c in clients {
+        let present = if instructions.exchange == 0 {
+            clients.len()
+        } else {
+            stay
+        };
+        for c in &clients[..present] {
             aggregation
                 .add(client_update(c, &instructions))
                 .expect("update");
@@ -214,6 +225,21 @@ fn layerwise_solves_every_layer_against_the_merged_models_inputs() {
     let regmean = run(StrategyKind::Regmean, 0.0, &clients);
     assert!(normal_equation_residual(&regmean, &clients, 0) < 1e-4);
     assert!(normal_equation_residual(&regmean, &clients, 2) > 1e-3);
+}
+
+#[test]
+fn a_client_that_dies_between_exchanges_is_absent_from_later_layers_only() {
+    let clients = clients(&[5, 6, 4, 3], &[40, 60, 30], 6);
+    let merged = run_with_dropouts(StrategyKind::Layerwise, 0.0, &clients, 2);
+    // Layer 0 was solved with all three clients' data; later layers with
+    // the two that stayed, and nothing of the third is counted there.
+    let r = normal_equation_residual(&merged, &clients, 0);
+    assert!(r < 1e-4, "layer 0: residual {r}");
+    for l in 1..3 {
+        let r = normal_equation_residual(&merged, &clients[..2], l);
+        assert!(r < 1e-4, "layer {l}: residual {r}");
+        assert!(normal_equation_residual(&merged, &clients, l) > 1e-3);
+    }
 }
 
 #[test]
