@@ -86,6 +86,10 @@ pub struct SimulateArgs {
     /// merges them, then normal rounds follow.
     #[arg(long)]
     pub cold_start: bool,
+    /// With --cold-start: the strategy of round 1 only (a one-shot method
+    /// such as layerwise); each --strategy runs the rounds after.
+    #[arg(long, value_enum, requires = "cold_start")]
+    pub cold_start_strategy: Option<StrategyKind>,
     /// Epochs of each client's own training with --cold-start.
     #[arg(long, default_value_t = 5)]
     pub init_epochs: usize,

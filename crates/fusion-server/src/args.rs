@@ -44,6 +44,10 @@ pub struct ServerArgs {
     /// largest when clients bring their own models].
     #[arg(long, env = "FUSION_REFERENCE")]
     pub reference: Option<Reference>,
+    /// With --init clients: the strategy of round 1 only (a one-shot
+    /// method such as layerwise); --strategy runs the rounds after.
+    #[arg(long, env = "FUSION_COLD_START_STRATEGY")]
+    pub cold_start_strategy: Option<StrategyKind>,
     /// MergeMany's pass cap [default: 10].
     #[arg(long, env = "FUSION_MAX_PASSES")]
     pub max_passes: Option<usize>,
@@ -151,6 +155,7 @@ impl ServerArgs {
         }
         set_opt!(
             min_updates,
+            cold_start_strategy,
             tls_cert,
             tls_key,
             client_ca,

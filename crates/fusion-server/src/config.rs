@@ -62,6 +62,11 @@ pub struct ServerConfig {
     pub strategy: StrategyKind,
     /// Alignment reference for `align`.
     pub reference: Reference,
+    /// With `init = "clients"`: the strategy of round 1 only, where the
+    /// clients' own models are merged (a one-shot method such as
+    /// `layerwise`); `strategy` runs the rounds after. Unset: `strategy`
+    /// runs every round.
+    pub cold_start_strategy: Option<StrategyKind>,
     /// MergeMany's pass cap.
     pub max_passes: usize,
     /// RegMean's off-diagonal weight α on the Gram matrices.
@@ -127,6 +132,7 @@ impl Default for ServerConfig {
             round_deadline_secs: 600.0,
             strategy: StrategyKind::Align,
             reference: Reference::Global,
+            cold_start_strategy: None,
             max_passes: MergeMany::DEFAULT_MAX_PASSES,
             regmean_alpha: StrategyConfig::DEFAULT_REGMEAN_ALPHA,
             ridge: StrategyConfig::DEFAULT_RIDGE,
@@ -227,12 +233,31 @@ impl ServerConfig {
         self.test_source()?;
         StrategyConfig::check_options(self.max_passes, self.regmean_alpha, self.ridge)
             .map_err(ServerError::Config)?;
+        if self.cold_start_strategy.is_some() && self.init != Init::Clients {
+            return bad(
+                "cold_start_strategy applies to round 1 of a cold start: it needs init = \"clients\""
+                    .into(),
+            );
+        }
         Ok(())
     }
 
-    /// The strategy's settings, for [`StrategyConfig::build`].
-    pub fn strategy_config(&self, device: fusion_core::Device) -> StrategyConfig {
-        let mut config = StrategyConfig::new(self.strategy, SpecSource::InferMlp, device);
+    /// The strategy that merges `round`: `cold_start_strategy` for round 1
+    /// of a cold start, else `strategy`.
+    pub fn strategy_for(&self, round: u32) -> StrategyKind {
+        match self.cold_start_strategy {
+            Some(kind) if self.init == Init::Clients && round == 1 => kind,
+            _ => self.strategy,
+        }
+    }
+
+    /// The settings of `kind`, for [`StrategyConfig::build`].
+    pub fn strategy_config(
+        &self,
+        kind: StrategyKind,
+        device: fusion_core::Device,
+    ) -> StrategyConfig {
+        let mut config = StrategyConfig::new(kind, SpecSource::InferMlp, device);
         config.options.seed = self.seed;
         config.reference = self.reference;
         config.max_passes = self.max_passes;

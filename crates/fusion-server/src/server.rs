@@ -40,6 +40,8 @@ pub struct Server {
     shared: Arc<Shared>,
     state_dir: StateDir,
     strategy: Arc<dyn Strategy>,
+    /// Round 1's strategy on a cold start, when it differs.
+    cold_start_strategy: Option<Arc<dyn Strategy>>,
     device: Device,
     test: Option<Arc<Dataset>>,
     started_at_round: u32,
@@ -94,7 +96,12 @@ impl Server {
             }
             None => (initial, 0, new_run_id(), Vec::new()),
         };
-        let strategy = config.strategy_config(device.clone()).build();
+        let strategy = config
+            .strategy_config(config.strategy, device.clone())
+            .build();
+        let cold_start_strategy = config
+            .cold_start_strategy
+            .map(|kind| config.strategy_config(kind, device.clone()).build());
         let payload = Payload::from_params(&global)?;
         let spec_hash = manifest_hash(&manifest);
         let rounds = config.rounds;
@@ -123,6 +130,7 @@ impl Server {
             shared,
             state_dir,
             strategy,
+            cold_start_strategy,
             device,
             test: test.map(Arc::new),
             started_at_round: completed + 1,
@@ -289,13 +297,16 @@ impl Server {
             global: Some(global),
             from_own_init: config.init == Init::Clients && round == 1,
         };
-        let (aggregator, instructions) = Aggregator::spawn(self.strategy.clone(), context)
-            .map_err(|e| {
-                ServerError::Model(format!(
-                    "strategy `{}` cannot begin round {round}: {e}",
-                    config.strategy
-                ))
-            })?;
+        let strategy = match &self.cold_start_strategy {
+            Some(s) if context.from_own_init => s.clone(),
+            _ => self.strategy.clone(),
+        };
+        let (aggregator, instructions) = Aggregator::spawn(strategy, context).map_err(|e| {
+            ServerError::Model(format!(
+                "strategy `{}` cannot begin round {round}: {e}",
+                config.strategy
+            ))
+        })?;
         let mut state = self.shared.lock();
         state.attempts += 1;
         let attempt = state.attempts;
@@ -427,7 +438,7 @@ impl Server {
             .collect();
         let record = RoundRecord {
             round,
-            strategy: config.strategy.to_string(),
+            strategy: config.strategy_for(round).to_string(),
             attempts,
             clients: updates.len() as u32,
             examples: updates.iter().map(|u| u.examples).sum(),

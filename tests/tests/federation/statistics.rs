@@ -233,3 +233,43 @@ async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes(
     assert!(metrics.rejected("statistics") >= 2);
     assert!(metrics.rejected("non_finite") >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_merges_round_one_with_its_own_strategy() {
+    let dir = scratch("stats-cold-start");
+    let mut config = server_config(dir.join("state"));
+    config.rounds = 2;
+    config.min_clients = 2;
+    config.strategy = StrategyKind::Fedavg;
+    config.cold_start_strategy = Some(StrategyKind::Layerwise);
+    let refused = config.clone();
+    // Only a cold start has a round of clients' own models to merge.
+    let err = refused.validate().expect_err("needs init = clients");
+    assert!(err.to_string().contains("cold_start_strategy"), "{err}");
+    config.init = Init::Clients;
+    let server = RunningServer::start(config, None);
+    let (train, _) = small_data(200);
+    let shards = fusion_data::Split::Iid
+        .shards(train.labels(), train.classes(), 2, 0)
+        .expect("split");
+    let mut clients = Vec::new();
+    for (i, shard) in shards.iter().enumerate() {
+        let cfg = client_config(&server.http_url(), &format!("client-{i}"), i as u64);
+        let data = Arc::new(train.subset(shard));
+        clients.push(tokio::spawn(fusion_client::run(cfg, data)));
+    }
+    for client in clients {
+        let summary = client.await.expect("task").expect("client finished");
+        assert_eq!(summary.rounds_merged, vec![1, 2]);
+    }
+    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(120)))
+        .await
+        .expect("join")
+        .expect("server finished");
+    let strategies: Vec<&str> = summary
+        .records
+        .iter()
+        .map(|r| r.strategy.as_str())
+        .collect();
+    assert_eq!(strategies, ["layerwise", "fedavg"]);
+}

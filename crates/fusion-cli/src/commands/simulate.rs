@@ -163,6 +163,7 @@ async fn simulate_one(
         min_clients: shards.len() as u32,
         strategy,
         reference: args.reference,
+        cold_start_strategy: args.cold_start_strategy,
         max_passes: args.strategy_options.max_passes,
         regmean_alpha: args.strategy_options.regmean_alpha,
         ridge: args.strategy_options.ridge,
@@ -284,9 +285,11 @@ fn table(report: &SimulationReport) -> String {
     ));
     for run in &report.runs {
         for r in &run.rounds {
+            // The round's own strategy: round 1 of a cold start may use
+            // --cold-start-strategy.
             out.push_str(&format!(
                 "{:<11} {:>5} {:>9} {:>9} {:>7.3} {:>8.3} {:>8.2}\n",
-                run.strategy,
+                r.strategy,
                 r.round,
                 r.test_acc.map_or("-".into(), |a| format!("{:.4}", a)),
                 r.test_loss.map_or("-".into(), |l| format!("{:.4}", l)),
