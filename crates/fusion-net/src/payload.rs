@@ -52,33 +52,20 @@ impl Payload {
                 "tensor `{name}` is not F32; protocol version 1 carries F32 tensors only"
             )));
         }
-        let mut manifest = Vec::with_capacity(params.len());
         let mut bytes = Vec::with_capacity(params.numel() * 4);
         // Canonical order (natural sort of names), so the same tensors give
         // the same manifest and hash however the set was built or read.
         let mut tensors: Vec<_> = params.iter().collect();
         tensors.sort_by(|a, b| natural_cmp(a.0, b.0));
-        for (name, tensor) in tensors {
-            manifest.push(pb::TensorMeta {
-                name: name.to_owned(),
-                dtype: F32.to_owned(),
-                shape: tensor.shape().iter().map(|&d| d as u64).collect(),
-            });
-            for value in tensor.data() {
-                bytes.extend_from_slice(&value.to_le_bytes());
-            }
-        }
-        let mut stats = Vec::with_capacity(statistics.len());
-        for (name, tensor) in statistics {
-            stats.push(pb::TensorMeta {
-                name: name.clone(),
-                dtype: F32.to_owned(),
-                shape: tensor.shape().iter().map(|&d| d as u64).collect(),
-            });
-            for value in tensor.data() {
-                bytes.extend_from_slice(&value.to_le_bytes());
-            }
-        }
+        let manifest = tensors
+            .into_iter()
+            .map(|(name, tensor)| append(name, tensor, &mut bytes))
+            .collect();
+        // Statistics after the weights, in name order (the map's).
+        let stats = statistics
+            .iter()
+            .map(|(name, tensor)| append(name, tensor, &mut bytes))
+            .collect();
         let sha256 = sha256_hex(&bytes);
         Ok(Self {
             manifest,
@@ -160,6 +147,19 @@ impl Payload {
             }
         }
         Ok((params, statistics))
+    }
+}
+
+/// Appends `tensor`'s little-endian bytes to `bytes`; returns its entry in
+/// the manifest.
+fn append(name: &str, tensor: &ParamTensor, bytes: &mut Vec<u8>) -> pb::TensorMeta {
+    for value in tensor.data() {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    pb::TensorMeta {
+        name: name.to_owned(),
+        dtype: F32.to_owned(),
+        shape: tensor.shape().iter().map(|&d| d as u64).collect(),
     }
 }
 
