@@ -160,6 +160,12 @@ pub async fn join(rpc: &mut FederationClient, id: &str, examples: u64, model: &P
 
 /// Polls until the server tells `id` to train; returns the round.
 pub async fn wait_for_train(rpc: &mut FederationClient, id: &str) -> u32 {
+    wait_for_order(rpc, id).await.round
+}
+
+/// Polls until the server tells `id` to train; returns the whole order
+/// (round, exchange, statistics asked for).
+pub async fn wait_for_order(rpc: &mut FederationClient, id: &str) -> pb::HeartbeatReply {
     let start = Instant::now();
     loop {
         let reply = rpc
@@ -170,7 +176,7 @@ pub async fn wait_for_train(rpc: &mut FederationClient, id: &str) -> u32 {
             .expect("heartbeat")
             .into_inner();
         if reply.action == pb::Action::Train as i32 {
-            return reply.round;
+            return reply;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),

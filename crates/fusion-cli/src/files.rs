@@ -39,21 +39,25 @@ pub fn write_trained_model(path: &Path, params: &ParamSet, examples: usize) -> R
     write_atomic(path, &bytes)
 }
 
-/// The example count recorded in a model file's metadata, if any.
-pub fn read_examples(path: &Path) -> Result<Option<f64>> {
+/// Loads a safetensors model with the example count recorded in its
+/// metadata, if any, reading the file once.
+pub fn read_model_and_examples(path: &Path) -> Result<(ParamSet, Option<f64>)> {
     let bytes =
         fs::read(path).with_context(|| format!("cannot read model '{}'", path.display()))?;
+    let model = ParamSet::from_safetensors(&bytes)
+        .with_context(|| format!("model '{}'", path.display()))?;
     let metadata = fusion_core::safetensors_metadata(&bytes)
         .with_context(|| format!("model '{}'", path.display()))?;
-    match metadata.get(EXAMPLES_KEY) {
-        None => Ok(None),
-        Some(v) => v.parse::<u64>().map(|n| Some(n as f64)).with_context(|| {
+    let examples = match metadata.get(EXAMPLES_KEY) {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map(|n| n as f64).with_context(|| {
             format!(
                 "model '{}': metadata `{EXAMPLES_KEY}` = `{v}` is not a count",
                 path.display()
             )
-        }),
-    }
+        })?),
+    };
+    Ok((model, examples))
 }
 
 /// Atomic write of any bytes (see [`write_model`]).

@@ -242,11 +242,17 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// Whether clients train `round` from their own initialisations: round
+    /// 1 of a cold start (one-shot fusion when it is the only round).
+    pub fn from_own_init(&self, round: u32) -> bool {
+        self.init == Init::Clients && round == 1
+    }
+
     /// The strategy that merges `round`: `cold_start_strategy` for round 1
     /// of a cold start, else `strategy`.
     pub fn strategy_for(&self, round: u32) -> StrategyKind {
         match self.cold_start_strategy {
-            Some(kind) if self.init == Init::Clients && round == 1 => kind,
+            Some(kind) if self.from_own_init(round) => kind,
             _ => self.strategy,
         }
     }

@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use tonic::Status;
 
 use crate::aggregator::Aggregator;
-use crate::config::{Init, ServerConfig};
+use crate::config::ServerConfig;
 
 /// The global model a round starts from.
 #[derive(Debug)]
@@ -202,7 +202,7 @@ impl RoundState {
                 } else {
                     pb::Action::Compute
                 } as i32;
-                reply.from_own_init = config.init == Init::Clients && self.round == 1;
+                reply.from_own_init = config.from_own_init(self.round);
                 reply.exchange = open.exchange;
                 reply.send_weights = i.send_weights;
                 reply.statistics = i.statistics.iter().map(|r| r.name()).collect();

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tonic::service::interceptor::InterceptedService;
 
 use crate::aggregator::Aggregator;
-use crate::config::{Init, ServerConfig};
+use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
 use crate::record::{ClientRound, RoundRecord};
@@ -295,7 +295,7 @@ impl Server {
         };
         let context = RoundContext {
             global: Some(global),
-            from_own_init: config.init == Init::Clients && round == 1,
+            from_own_init: config.from_own_init(round),
         };
         let strategy = match &self.cold_start_strategy {
             Some(s) if context.from_own_init => s.clone(),

@@ -98,23 +98,24 @@ pub fn client_statistics(
             Some(m) => layer_inputs(m, x, deepest),
             None => own_inputs.clone(),
         };
+        // Each layer's x̃ᵀx̃ once per batch: a Gram matrix and, without a
+        // reference (the two inputs are one tensor), the cross-Gram too.
+        let mut grams: Vec<Option<Vec<f32>>> = vec![None; deepest + 1];
         for sum in &mut sums {
             let bias = sum.layer.bias.is_some();
-            let xt = augmented(reference_inputs[sum.index].clone(), bias, device);
+            let xt = || augmented(reference_inputs[sum.index].clone(), bias, device);
             let product = match sum.request {
-                StatisticKind::Gram => xt.clone().transpose().matmul(xt),
-                // Without a reference the two inputs are one tensor, and
-                // this is the very product the Gram matrix sums.
-                StatisticKind::Cross if reference_model.is_none() => {
-                    xt.clone().transpose().matmul(xt)
-                }
-                StatisticKind::Cross => {
+                StatisticKind::Cross if reference_model.is_some() => {
                     let own = augmented(own_inputs[sum.index].clone(), bias, device);
-                    xt.transpose().matmul(own)
+                    &host(xt().transpose().matmul(own))
                 }
+                _ => &*grams[sum.index].get_or_insert_with(|| {
+                    let x = xt();
+                    host(x.clone().transpose().matmul(x))
+                }),
             };
-            for (acc, v) in sum.values.iter_mut().zip(host(product)) {
-                *acc += f64::from(v);
+            for (acc, v) in sum.values.iter_mut().zip(product) {
+                *acc += f64::from(*v);
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fusion_core::{ParamSet, ParamTensor, StatisticKind, StatisticRequest, linear_chain};
 use fusion_net::{ClientTls, Payload, pb};
@@ -138,21 +138,7 @@ async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes(
     let server = RunningServer::start(config, None);
     let mut rpc = raw_client(&server.http_url(), &ClientTls::default(), None);
     join(&mut rpc, "c0", 100, &model).await;
-    let started = Instant::now();
-    let order = loop {
-        let reply = rpc
-            .heartbeat(pb::HeartbeatRequest {
-                client_id: "c0".into(),
-            })
-            .await
-            .expect("heartbeat")
-            .into_inner();
-        if reply.action == pb::Action::Train as i32 {
-            break reply;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "never asked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let order = wait_for_order(&mut rpc, "c0").await;
     let layers: Vec<String> = linear_chain(&model)
         .expect("chain")
         .into_iter()

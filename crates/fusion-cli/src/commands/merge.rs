@@ -8,18 +8,27 @@ use serde_json::json;
 
 use super::report::{moved_summary, print_json};
 use crate::cli::MergeArgs;
-use crate::files::{EXAMPLES_KEY, read_examples, read_model, write_model};
+use crate::files::{EXAMPLES_KEY, read_model_and_examples, write_model};
 use crate::options::Matching;
 
 /// Runs `fusion merge`.
 pub fn run(args: MergeArgs) -> Result<()> {
-    let (weights, weighted_by, warning) = weights(&args)?;
-    let mut models: Vec<(ParamSet, f64)> = Vec::with_capacity(args.models.len());
-    for (i, (path, &w)) in args.models.iter().zip(&weights).enumerate() {
-        let m = read_model(path)?;
+    if let Some(w) = &args.weights
+        && w.len() != args.models.len()
+    {
+        bail!(
+            "--weights has {} values but {} models were given",
+            w.len(),
+            args.models.len()
+        );
+    }
+    let mut models: Vec<ParamSet> = Vec::with_capacity(args.models.len());
+    let mut counts: Vec<Option<f64>> = Vec::with_capacity(args.models.len());
+    for (i, path) in args.models.iter().enumerate() {
+        let (m, examples) = read_model_and_examples(path)?;
         m.check_finite()
             .with_context(|| format!("model '{}'", path.display()))?;
-        if let Some((first, _)) = models.first() {
+        if let Some(first) = models.first() {
             first.check_same_layout(&m, 0, i).with_context(|| {
                 format!(
                     "'{}' (model 0) and '{}' (model {i}) cannot be merged",
@@ -28,8 +37,11 @@ pub fn run(args: MergeArgs) -> Result<()> {
                 )
             })?;
         }
-        models.push((m, w));
+        models.push(m);
+        counts.push(examples);
     }
+    let (weights, weighted_by, warning) = weights(&args, &counts);
+    let models: Vec<(ParamSet, f64)> = models.into_iter().zip(weights).collect();
     if let Some(warning) = warning {
         // Only once the models are known to merge: one clear line on error.
         eprintln!("warning: {warning}");
@@ -102,29 +114,17 @@ pub fn run(args: MergeArgs) -> Result<()> {
 /// example counts `fusion train` records in each file, else equal weights,
 /// with a warning (a uniform average of clients with unequal data loses
 /// about 10 points of accuracy in one-shot merges; issue 10).
-fn weights(args: &MergeArgs) -> Result<(Vec<f64>, &'static str, Option<String>)> {
+fn weights(args: &MergeArgs, counts: &[Option<f64>]) -> (Vec<f64>, &'static str, Option<String>) {
     if let Some(w) = &args.weights {
-        if w.len() != args.models.len() {
-            bail!(
-                "--weights has {} values but {} models were given",
-                w.len(),
-                args.models.len()
-            );
-        }
-        return Ok((w.clone(), "--weights", None));
+        return (w.clone(), "--weights", None);
     }
-    let counts: Vec<Option<f64>> = args
-        .models
-        .iter()
-        .map(|p| read_examples(p))
-        .collect::<Result<_>>()?;
     if let Some(counts) = counts.iter().copied().collect::<Option<Vec<f64>>>() {
-        return Ok((counts, "examples recorded in the files", None));
+        return (counts, "examples recorded in the files", None);
     }
     let missing: Vec<String> = args
         .models
         .iter()
-        .zip(&counts)
+        .zip(counts)
         .filter(|(_, c)| c.is_none())
         .map(|(p, _)| p.display().to_string())
         .collect();
@@ -134,9 +134,9 @@ fn weights(args: &MergeArgs) -> Result<(Vec<f64>, &'static str, Option<String>)>
          model's training examples when their data differ in size.",
         missing.join(", ")
     );
-    Ok((
+    (
         vec![1.0; args.models.len()],
         "equal (no counts given)",
         Some(warning),
-    ))
+    )
 }

@@ -109,14 +109,8 @@ fn run(kind: StrategyKind, ridge: f64, clients: &[Client]) -> ParamSet {
 /// [`run`], where only the first `stay` clients take part after exchange 0
 /// (the others died between exchanges).
 fn run_with_dropouts(kind: StrategyKind, ridge: f64, clients: &[Client], stay: usize) -> ParamSet {
-    let mut config = StrategyConfig::new(kind, SpecSource::InferMlp, device());
-    config.ridge = ridge;
-    config.regmean_alpha = 1.0;
-    let strategy = config.build();
-    let round = RoundContext {
-        global: Some(Arc::new(clients[0].model.clone())),
-        from_own_init: true,
-    };
+    let strategy = strategy(kind, ridge, 1.0);
+    let round = one_shot(clients);
     let mut aggregation = strategy.begin(&round).expect("begin");
     let mut instructions = aggregation.instructions();
     loop {
@@ -136,6 +130,24 @@ fn run_with_dropouts(kind: StrategyKind, ridge: f64, clients: &[Client], stay: u
         }
     }
     aggregation.finish().expect("finish").merged
+}
+
+/// `kind` with the given ridge and RegMean α.
+fn strategy(kind: StrategyKind, ridge: f64, regmean_alpha: f64) -> Arc<dyn Strategy> {
+    StrategyConfig {
+        ridge,
+        regmean_alpha,
+        ..StrategyConfig::new(kind, SpecSource::InferMlp, device())
+    }
+    .build()
+}
+
+/// A one-shot round over `clients`' models (the first gives the layout).
+fn one_shot(clients: &[Client]) -> RoundContext {
+    RoundContext {
+        global: Some(Arc::new(clients[0].model.clone())),
+        from_own_init: true,
+    }
 }
 
 fn device() -> fusion_core::Device {
@@ -272,16 +284,8 @@ fn identical_clients_give_fedavg() {
 #[test]
 fn bad_statistics_are_refused_and_the_rest_still_merge() {
     let clients = clients(&[4, 3], &[30, 50], 4);
-    let strategy = StrategyConfig {
-        regmean_alpha: 1.0,
-        ..StrategyConfig::new(StrategyKind::Regmean, SpecSource::InferMlp, device())
-    }
-    .build();
-    let round = RoundContext {
-        global: Some(Arc::new(clients[0].model.clone())),
-        from_own_init: true,
-    };
-    let mut aggregation = strategy.begin(&round).expect("begin");
+    let strategy = strategy(StrategyKind::Regmean, StrategyConfig::DEFAULT_RIDGE, 1.0);
+    let mut aggregation = strategy.begin(&one_shot(&clients)).expect("begin");
     let instructions = aggregation.instructions();
     assert_eq!(instructions.statistics.len(), 1);
     assert_eq!(instructions.statistics[0].name(), "gram:layers.0");
@@ -351,16 +355,12 @@ fn a_singular_system_without_ridge_is_a_clear_error() {
     for x in &mut clients[0].data {
         x[1] = 0.0;
     }
-    let strategy = StrategyConfig {
-        ridge: 0.0,
-        ..StrategyConfig::new(StrategyKind::Regmean, SpecSource::InferMlp, device())
-    }
-    .build();
-    let round = RoundContext {
-        global: Some(Arc::new(clients[0].model.clone())),
-        from_own_init: true,
-    };
-    let mut aggregation = strategy.begin(&round).expect("begin");
+    let strategy = strategy(
+        StrategyKind::Regmean,
+        0.0,
+        StrategyConfig::DEFAULT_REGMEAN_ALPHA,
+    );
+    let mut aggregation = strategy.begin(&one_shot(&clients)).expect("begin");
     let instructions = aggregation.instructions();
     aggregation
         .add(client_update(&clients[0], &instructions))
