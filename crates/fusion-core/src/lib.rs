@@ -11,7 +11,8 @@
 //! - [`weight_matching`]: finds the permutations aligning model B to A.
 //! - [`Strategy`]: how many models become one ([`WeightedAverage`],
 //!   [`AlignToReference`], [`MergeMany`], [`RegMean`], [`Layerwise`]),
-//!   chosen by [`StrategyKind`] and built by [`StrategyConfig`].
+//!   chosen by [`StrategyKind`] and built by [`StrategyConfig`]; an
+//!   optional [`Refiner`] improves the merged model on the server.
 //!
 //! ```
 //! use fusion_core::{ComputeBackend, MatchOptions, ParamSet, ParamTensor, infer_mlp_spec, weight_matching};
@@ -56,9 +57,9 @@ pub use lap::{Assignment, LapError, LapSolver, Sense};
 pub use matching::{MatchError, MatchOptions, MatchResult, weight_matching};
 pub use merge::{
     Aggregation, AlignToReference, Instructions, Layerwise, MergeError, MergeMany, MergeOutcome,
-    ModelReport, PermMoved, Reference, RegMean, RoundContext, RunningSum, StatisticKind,
-    StatisticRequest, Strategy, StrategyConfig, StrategyKind, Update, WeightedAverage,
-    add_unpacked, check_gram, pack_upper,
+    ModelReport, PermMoved, Reference, Refinement, Refiner, RegMean, RoundContext, RunningSum,
+    StatisticKind, StatisticRequest, Strategy, StrategyConfig, StrategyKind, Update,
+    WeightedAverage, add_unpacked, check_gram, pack_upper,
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,

@@ -58,6 +58,15 @@ pub enum MergeError {
         /// The first failing pivot.
         pivot: usize,
     },
+    /// The step after aggregation ([`Refiner`](super::Refiner)) failed; the
+    /// message says which and why.
+    #[error("refinement `{step}`: {reason}")]
+    Refinement {
+        /// The step, e.g. `distill`.
+        step: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Found permutations do not fit (an internal inconsistency).
     #[error(transparent)]
     Perm(#[from] PermError),

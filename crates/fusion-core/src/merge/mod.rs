@@ -2,7 +2,8 @@
 //! `fusion merge` and `fusion simulate` drive: plain weighted averaging
 //! (FedAvg), alignment to a reference, MergeMany, and the data-aware
 //! least-squares merges (RegMean, layer-wise) that ask clients for
-//! statistics of their data. [`StrategyConfig`] builds any of them from a
+//! statistics of their data, and the optional [`Refiner`] step after a
+//! round. [`StrategyConfig`] builds any of them from a
 //! [`StrategyKind`].
 
 mod align;
@@ -14,6 +15,7 @@ mod kind;
 mod layerwise;
 mod least_squares;
 mod merge_many;
+mod refine;
 mod regmean;
 mod report;
 mod running_sum;
@@ -27,6 +29,7 @@ pub use error::MergeError;
 pub use kind::{Reference, StrategyKind};
 pub use layerwise::Layerwise;
 pub use merge_many::MergeMany;
+pub use refine::{Refinement, Refiner};
 pub use regmean::RegMean;
 pub use report::{MergeOutcome, ModelReport, PermMoved};
 pub use running_sum::RunningSum;
