@@ -3,7 +3,8 @@
 //! What a federated client runs on its shard ([`train`]), how models are
 //! scored ([`evaluate`], [`evaluate_ensemble`]), and activation matching
 //! ([`activation_matching`]), which needs forward passes over data and so
-//! sits here rather than in the pure engine.
+//! sits here rather than in the pure engine; likewise the server's
+//! optional ensemble distillation ([`Distiller`], a `fusion_core::Refiner`).
 //!
 //! Training runs on any [`burn::tensor::Device`]; the CLI picks burn's
 //! `flex` CPU backend by default (the fastest measured here, see
@@ -11,6 +12,7 @@
 
 mod activation_matching;
 mod config;
+mod distill;
 mod error;
 mod evaluate;
 mod optimizer;
@@ -21,6 +23,7 @@ mod train;
 
 pub use activation_matching::activation_matching;
 pub use config::TrainConfig;
+pub use distill::{DistillConfig, Distiller};
 pub use error::TrainError;
 pub use evaluate::{EVAL_BATCH, Metrics, evaluate, evaluate_ensemble};
 pub use optimizer::OptimizerKind;

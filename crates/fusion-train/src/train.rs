@@ -81,13 +81,7 @@ pub fn train(
     };
     for epoch in 1..=config.epochs {
         let epoch_start = Instant::now();
-        let mut rng = StdRng::seed_from_u64(
-            config
-                .seed
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(epoch as u64),
-        );
-        order.shuffle(&mut rng);
+        shuffle_for_epoch(&mut order, config.seed, epoch);
         // Per-batch losses stay on the device and are read once per epoch,
         // so a GPU is not made to synchronise after every step.
         let mut losses: Vec<Tensor<1>> = Vec::with_capacity(batches);
@@ -127,6 +121,16 @@ pub fn train(
     progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok((model.valid(), summary))
+}
+
+/// Shuffles `order` for `epoch` of a run seeded by `seed`: a fresh,
+/// reproducible order every epoch, for training and distillation alike.
+pub(crate) fn shuffle_for_epoch(order: &mut [usize], seed: u64, epoch: usize) {
+    let mut rng = StdRng::seed_from_u64(
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(epoch as u64),
+    );
+    order.shuffle(&mut rng);
 }
 
 /// ‖w − w₀‖² over every layer, tracked for autodiff through `model`.

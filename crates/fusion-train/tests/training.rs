@@ -289,3 +289,6 @@ fn divergence_is_reported_not_hidden() {
         other => panic!("expected divergence, got {other:?}"),
     }
 }
+
+#[path = "training/distillation.rs"]
+mod distillation;
