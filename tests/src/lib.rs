@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fusion_client::ClientConfig;
-use fusion_core::ParamSet;
+use fusion_core::{ParamSet, Refiner};
 use fusion_data::{DataSource, Dataset};
 use fusion_net::{BearerToken, ClientTls, FederationClient, Payload, pb};
 use fusion_server::{RunSummary, Server, ServerConfig, ServerError};
@@ -67,10 +67,23 @@ pub struct RunningServer {
 impl RunningServer {
     /// Starts `config` (binding its `listen` address) with optional test data.
     pub fn start(config: ServerConfig, test: Option<Dataset>) -> Self {
+        Self::start_with(config, test, None)
+    }
+
+    /// Starts `config` with a step after aggregation, as a binary hands
+    /// one in ([`Server::with_refiner`]).
+    pub fn start_with(
+        config: ServerConfig,
+        test: Option<Dataset>,
+        refiner: Option<Arc<dyn Refiner>>,
+    ) -> Self {
         let std_listener = std::net::TcpListener::bind(config.listen).expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
-        let server = Server::new(config, test).expect("server config");
+        let mut server = Server::new(config, test).expect("server config");
+        if let Some(r) = refiner {
+            server = server.with_refiner(r);
+        }
         let metrics = server.metrics();
         let (kill, killed) = oneshot::channel::<()>();
         let (tx, done) = std::sync::mpsc::channel();
@@ -166,6 +179,16 @@ pub async fn wait_for_train(rpc: &mut FederationClient, id: &str) -> u32 {
 /// Polls until the server tells `id` to train; returns the whole order
 /// (round, exchange, statistics asked for).
 pub async fn wait_for_order(rpc: &mut FederationClient, id: &str) -> pb::HeartbeatReply {
+    wait_for_exchange(rpc, id, 0).await
+}
+
+/// Polls until the server asks `id` for `exchange` of its round (exchange
+/// 0 trains; later ones compute statistics); returns the order.
+pub async fn wait_for_exchange(
+    rpc: &mut FederationClient,
+    id: &str,
+    exchange: u32,
+) -> pb::HeartbeatReply {
     let start = Instant::now();
     loop {
         let reply = rpc
@@ -175,12 +198,14 @@ pub async fn wait_for_order(rpc: &mut FederationClient, id: &str) -> pb::Heartbe
             .await
             .expect("heartbeat")
             .into_inner();
-        if reply.action == pb::Action::Train as i32 {
+        let due =
+            reply.action == pb::Action::Train as i32 || reply.action == pb::Action::Compute as i32;
+        if due && reply.exchange == exchange {
             return reply;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "never asked to train"
+            "never asked for exchange {exchange}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

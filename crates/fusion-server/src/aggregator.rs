@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Instant;
 
-use fusion_core::{Instructions, MergeOutcome, ModelReport, RoundContext, Strategy, Update};
+use fusion_core::{
+    Instructions, MergeOutcome, ModelReport, Refinement, Refiner, RoundContext, Strategy, Update,
+};
 use tokio::sync::oneshot;
 
 /// What the round's aggregation produced.
@@ -19,6 +21,31 @@ pub struct Aggregated {
     pub clients: Vec<(String, u64)>,
     /// Seconds spent inside the strategy.
     pub seconds: f64,
+    /// The round's refinement, having seen every accepted client model,
+    /// ready to refine the merge; `None` without a refiner.
+    pub refinement: Option<PendingRefinement>,
+}
+
+/// A round's refinement after aggregation: run it on the merged model, or
+/// the error that stopped it seeing the clients (then the round saves the
+/// merge unrefined and records why).
+pub struct PendingRefinement {
+    /// The step's name, for the record.
+    pub step: String,
+    /// The refinement, or why it failed while observing.
+    pub round: Result<Box<dyn Refinement>, String>,
+    /// Seconds it spent observing client models (teacher forward passes),
+    /// counted as the step's time, not the strategy's.
+    pub observe_seconds: f64,
+}
+
+impl std::fmt::Debug for PendingRefinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingRefinement")
+            .field("step", &self.step)
+            .field("ok", &self.round.is_ok())
+            .finish_non_exhaustive()
+    }
 }
 
 enum Command {
@@ -48,18 +75,19 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// Starts the thread and the strategy's aggregation for `round`;
-    /// returns the handle and the instructions of exchange 0, or why the
-    /// strategy cannot begin.
+    /// Starts the thread and the strategy's aggregation for `round` (and
+    /// the refiner's, if any); returns the handle and the instructions of
+    /// exchange 0, or why the strategy cannot begin.
     pub fn spawn(
         strategy: Arc<dyn Strategy>,
+        refiner: Option<Arc<dyn Refiner>>,
         round: RoundContext,
     ) -> Result<(Self, Instructions), String> {
         let (tx, rx) = mpsc::channel();
         let (began_tx, began_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("fusion-aggregate".into())
-            .spawn(move || serve(strategy.as_ref(), &round, began_tx, rx))
+            .spawn(move || serve(strategy.as_ref(), refiner.as_deref(), &round, began_tx, rx))
             .map_err(|e| format!("cannot start the aggregation thread: {e}"))?;
         let instructions = began_rx
             .recv()
@@ -108,6 +136,7 @@ impl Aggregator {
 
 fn serve(
     strategy: &dyn Strategy,
+    refiner: Option<&dyn Refiner>,
     round: &RoundContext,
     began: mpsc::Sender<Result<Instructions, String>>,
     rx: mpsc::Receiver<Command>,
@@ -120,6 +149,11 @@ fn serve(
             return;
         }
     };
+    let mut refinement = refiner.map(|r| PendingRefinement {
+        step: r.name().to_owned(),
+        round: r.begin(round).map_err(|e| e.to_string()),
+        observe_seconds: 0.0,
+    });
     let mut seconds = started.elapsed().as_secs_f64();
     if began.send(Ok(aggregation.instructions())).is_err() {
         return;
@@ -141,11 +175,26 @@ fn serve(
                     // Dropping `reply` answers `None`: that exchange is over.
                     continue;
                 }
+                // The refinement sees a model only once the strategy has
+                // accepted it, so both see the same clients.
+                let teacher = match &refinement {
+                    Some(PendingRefinement { round: Ok(_), .. }) if of == 0 => {
+                        update.params.clone().map(|p| (p, update.weight))
+                    }
+                    _ => None,
+                };
                 let result = aggregation.add(update).map_err(|e| e.to_string());
+                let mut observing = 0.0;
                 if result.is_ok() && of == 0 {
+                    if let (Some((model, weight)), Some(pending)) = (teacher, refinement.as_mut()) {
+                        let o = Instant::now();
+                        observe(pending, &client, &model, weight);
+                        observing = o.elapsed().as_secs_f64();
+                        pending.observe_seconds += observing;
+                    }
                     clients.push((client, examples));
                 }
-                seconds += t.elapsed().as_secs_f64();
+                seconds += t.elapsed().as_secs_f64() - observing;
                 let _ = reply.send(result);
             }
             Command::Advance { reply } => {
@@ -165,9 +214,28 @@ fn serve(
                     outcome,
                     clients,
                     seconds,
+                    refinement,
                 }));
                 return;
             }
         }
+    }
+}
+
+/// Shows `model` to the refinement; a failure ends the refinement for
+/// this round (it is recorded, and the merge is saved unrefined), never
+/// the aggregation: the update is already part of the merge.
+fn observe(
+    pending: &mut PendingRefinement,
+    client: &str,
+    model: &fusion_core::ParamSet,
+    weight: f64,
+) {
+    let Ok(round) = pending.round.as_mut() else {
+        return;
+    };
+    if let Err(e) = round.observe(model, weight) {
+        tracing::error!(client, step = %pending.step, "refinement cannot use this model: {e}");
+        pending.round = Err(format!("client `{client}`: {e}"));
     }
 }

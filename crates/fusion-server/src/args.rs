@@ -79,6 +79,20 @@ pub struct ServerArgs {
     /// Dataset whose test split scores each round (embedded, fashion-mnist[:DIR], …).
     #[arg(long, env = "FUSION_TEST_DATA")]
     pub test_data: Option<String>,
+    /// Unlabeled proxy images for ensemble distillation (FedDF) after each
+    /// round: the training images of a dataset (embedded,
+    /// fashion-mnist[:DIR], …; labels never read). Off by default.
+    #[arg(long, env = "FUSION_DISTILL_DATA")]
+    pub distill_data: Option<String>,
+    /// Distillation epochs over the proxy set [default: 20].
+    #[arg(long, env = "FUSION_DISTILL_EPOCHS")]
+    pub distill_epochs: Option<usize>,
+    /// Distillation learning rate (Adam) [default: 0.001].
+    #[arg(long, env = "FUSION_DISTILL_LR")]
+    pub distill_lr: Option<f64>,
+    /// Distillation softmax temperature [default: 1].
+    #[arg(long, env = "FUSION_DISTILL_TEMPERATURE")]
+    pub distill_temperature: Option<f64>,
     /// Model architecture [default: mlp].
     #[arg(long, env = "FUSION_MODEL")]
     pub model: Option<String>,
@@ -147,6 +161,8 @@ impl ServerArgs {
             max_concurrent_uploads => max_concurrent_uploads,
             client_timeout => client_timeout_secs, poll_ms => poll_ms,
             finish_grace => finish_grace_secs,
+            distill_epochs => distill_epochs, distill_lr => distill_lr,
+            distill_temperature => distill_temperature,
         );
         macro_rules! set_opt {
             ($($flag:ident),* $(,)?) => {
@@ -161,6 +177,7 @@ impl ServerArgs {
             client_ca,
             token,
             test_data,
+            distill_data,
             metrics_listen
         );
         c.validate()?;

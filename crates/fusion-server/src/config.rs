@@ -89,6 +89,18 @@ pub struct ServerConfig {
     /// Dataset whose test split scores each global model (`embedded`,
     /// `fashion-mnist`, …); none by default.
     pub test_data: Option<String>,
+    /// Unlabeled proxy images for ensemble distillation (FedDF) after each
+    /// round: the training images of this dataset (`embedded`,
+    /// `fashion-mnist`, …), whose labels are never read. None by default.
+    /// The `fusion-server` binary builds the step and hands it to the
+    /// server ([`crate::Server::with_refiner`]).
+    pub distill_data: Option<String>,
+    /// Distillation epochs over the proxy set.
+    pub distill_epochs: usize,
+    /// Distillation learning rate (Adam).
+    pub distill_lr: f64,
+    /// Softmax temperature of teachers and student in distillation.
+    pub distill_temperature: f64,
     /// Model architecture (`mlp`, `mlp:512x3`, `mlp:256,128`).
     pub model: String,
     /// Input features of the model (784 for 28×28 images); taken from
@@ -143,6 +155,10 @@ impl Default for ServerConfig {
             client_ca: None,
             token: None,
             test_data: None,
+            distill_data: None,
+            distill_epochs: 20,
+            distill_lr: 1e-3,
+            distill_temperature: 1.0,
             model: "mlp".into(),
             inputs: 784,
             classes: 10,
@@ -231,6 +247,18 @@ impl ServerConfig {
         self.backend()?;
         self.architecture()?;
         self.test_source()?;
+        self.distill_source()?;
+        if self.distill_epochs == 0 {
+            return bad("distill_epochs must be at least 1".into());
+        }
+        for (name, v) in [
+            ("distill_lr", self.distill_lr),
+            ("distill_temperature", self.distill_temperature),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{name} must be a positive number, got {v}"));
+            }
+        }
         StrategyConfig::check_options(self.max_passes, self.regmean_alpha, self.ridge)
             .map_err(ServerError::Config)?;
         if self.cold_start_strategy.is_some() && self.init != Init::Clients {
@@ -298,6 +326,17 @@ impl ServerConfig {
             .map(|s| {
                 s.parse()
                     .map_err(|e| ServerError::Config(format!("test_data: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The distillation proxy set's source, if configured.
+    pub fn distill_source(&self) -> Result<Option<DataSource>, ServerError> {
+        self.distill_data
+            .as_deref()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e| ServerError::Config(format!("distill_data: {e}")))
             })
             .transpose()
     }

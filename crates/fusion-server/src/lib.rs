@@ -13,7 +13,8 @@
 //! # Layout
 //! - `config`, `args`: settings and the command line.
 //! - `rounds`: who is live, sampled, accepted; the round rules.
-//! - `aggregator`: the strategy on a thread of its own.
+//! - `aggregator`: the strategy (and the optional refinement's teachers)
+//!   on a thread of its own.
 //! - `service`: the gRPC handlers.
 //! - `server`: start-up, resume, the round loop, checkpoints.
 //! - `state_dir`: `global.safetensors` and `rounds.jsonl`, written atomically.
@@ -38,6 +39,6 @@ pub use args::ServerArgs;
 pub use config::{Init, Reference, ServerConfig, StrategyKind};
 pub use error::ServerError;
 pub use metrics::Metrics;
-pub use record::{ClientRound, RoundRecord};
+pub use record::{ClientRound, RefinementRecord, RoundRecord};
 pub use server::{RunSummary, Server};
 pub use state_dir::{StateDir, write_atomic};

@@ -4,10 +4,12 @@
 //! resumes).
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Parser;
-use fusion_server::{Server, ServerArgs};
+use fusion_server::{Server, ServerArgs, ServerConfig};
+use fusion_train::{DistillConfig, Distiller};
 
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
@@ -28,6 +30,10 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listen = config.listen;
         let server = Server::new(config, None)?;
+        let server = match distiller(server.config())? {
+            Some(d) => server.with_refiner(Arc::new(d)),
+            None => server,
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
@@ -39,6 +45,41 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// The FedDF step when `distill_data` is set: its proxy images loaded and
+/// checked against the model before any port is bound.
+fn distiller(config: &ServerConfig) -> anyhow::Result<Option<Distiller>> {
+    let Some(source) = config.distill_source()? else {
+        return Ok(None);
+    };
+    let proxy = source
+        .load()
+        .with_context(|| format!("cannot load the distillation data `{source}`"))?
+        .train;
+    if (proxy.features(), proxy.classes()) != (config.inputs, config.classes) {
+        bail!(
+            "distill_data `{source}` has {} features and {} classes; the model takes {} and gives {}",
+            proxy.features(),
+            proxy.classes(),
+            config.inputs,
+            config.classes
+        );
+    }
+    let settings = DistillConfig {
+        epochs: config.distill_epochs,
+        lr: config.distill_lr,
+        temperature: config.distill_temperature,
+        seed: config.seed,
+        ..DistillConfig::default()
+    };
+    let device = config.backend()?.device()?;
+    tracing::info!(
+        images = proxy.len(),
+        epochs = settings.epochs,
+        "distilling each round's merge on `{source}` (labels unused)"
+    );
+    Ok(Some(Distiller::new(proxy, settings, device)?))
 }
 
 /// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).

@@ -45,4 +45,30 @@ pub struct RoundRecord {
     pub global_sha256: String,
     /// Per-client summary.
     pub updates: Vec<ClientRound>,
+    /// The step after aggregation, when the server has one (absent in
+    /// records written before it existed, and when it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refinement: Option<RefinementRecord>,
+}
+
+/// What the step after aggregation did to a round's merged model. The
+/// round's `test_loss` and `test_acc` score the model it saved: the
+/// refined one, or the merged one when refinement failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefinementRecord {
+    /// The step, e.g. `distill`.
+    pub step: String,
+    /// Client models it saw (the teachers, for distillation).
+    pub observed: u32,
+    /// Seconds it took: observing the client models as they arrived (not
+    /// counted in `align_seconds`) and refining.
+    pub seconds: f64,
+    /// Test loss of the strategy's merge before the step, when test data
+    /// is configured: the step's own effect is the difference.
+    pub merged_test_loss: Option<f64>,
+    /// Test accuracy of the merge before the step.
+    pub merged_test_acc: Option<f64>,
+    /// Why the step failed, when it did (the merged model was then saved
+    /// unrefined: a failed refinement never loses a round).
+    pub error: Option<String>,
 }

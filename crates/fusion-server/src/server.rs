@@ -6,18 +6,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fusion_core::{Device, Instructions, ParamSet, RoundContext, Strategy};
+use fusion_core::{Device, Instructions, ParamSet, Refiner, RoundContext, Strategy};
 use fusion_data::Dataset;
 use fusion_net::{BearerToken, MAX_MESSAGE_BYTES, Payload, manifest_hash, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tonic::service::interceptor::InterceptedService;
 
-use crate::aggregator::Aggregator;
+use crate::aggregator::{Aggregator, PendingRefinement};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::metrics::Metrics;
-use crate::record::{ClientRound, RoundRecord};
+use crate::record::{ClientRound, RefinementRecord, RoundRecord};
 use crate::rounds::{GlobalModel, OpenRound, RoundState, Step};
 use crate::service::{FederationService, Shared};
 use crate::state_dir::StateDir;
@@ -42,6 +42,8 @@ pub struct Server {
     strategy: Arc<dyn Strategy>,
     /// Round 1's strategy on a cold start, when it differs.
     cold_start_strategy: Option<Arc<dyn Strategy>>,
+    /// The step after aggregation, handed in by the binary.
+    refiner: Option<Arc<dyn Refiner>>,
     device: Device,
     test: Option<Arc<Dataset>>,
     started_at_round: u32,
@@ -131,10 +133,27 @@ impl Server {
             state_dir,
             strategy,
             cold_start_strategy,
+            refiner: None,
             device,
             test: test.map(Arc::new),
             started_at_round: completed + 1,
         })
+    }
+
+    /// Adds a step after every round's aggregation (FedDF distillation:
+    /// `fusion_train::Distiller`). The binary builds it, so this library
+    /// needs no trainer. It sees each client model the strategy accepted
+    /// in exchange 0, then refines the merge; the round saves the refined
+    /// model, or the merge when the step fails, and records both scores.
+    pub fn with_refiner(mut self, refiner: Arc<dyn Refiner>) -> Self {
+        self.refiner = Some(refiner);
+        self
+    }
+
+    /// The validated settings, with the model's inputs and classes taken
+    /// from the test data when it is configured.
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
     }
 
     /// The counters, for tests and embedding.
@@ -301,12 +320,13 @@ impl Server {
             Some(s) if context.from_own_init => s.clone(),
             _ => self.strategy.clone(),
         };
-        let (aggregator, instructions) = Aggregator::spawn(strategy, context).map_err(|e| {
-            ServerError::Model(format!(
-                "strategy `{}` cannot begin round {round}: {e}",
-                config.strategy
-            ))
-        })?;
+        let (aggregator, instructions) = Aggregator::spawn(strategy, self.refiner.clone(), context)
+            .map_err(|e| {
+                ServerError::Model(format!(
+                    "strategy `{}` cannot begin round {round}: {e}",
+                    config.strategy
+                ))
+            })?;
         let mut state = self.shared.lock();
         state.attempts += 1;
         let attempt = state.attempts;
@@ -388,6 +408,14 @@ impl Server {
         Ok(())
     }
 
+    /// Test loss and accuracy of `params`, when test data is configured.
+    async fn score(&self, params: &ParamSet) -> Result<(Option<f64>, Option<f64>), ServerError> {
+        match &self.test {
+            Some(test) => evaluate(params, test.clone(), self.device.clone()).await,
+            None => Ok((None, None)),
+        }
+    }
+
     async fn close_round(&mut self, aggregator: Aggregator) -> Result<(), ServerError> {
         let shared = self.shared.clone();
         let config = &shared.config;
@@ -413,9 +441,18 @@ impl Server {
             }
         };
         let merged = aggregated.outcome.merged;
-        let (test_loss, test_acc) = match &self.test {
-            Some(test) => evaluate(&merged, test.clone(), self.device.clone()).await?,
-            None => (None, None),
+        let (mut test_loss, mut test_acc) = self.score(&merged).await?;
+        let (merged, refinement) = match aggregated.refinement {
+            Some(pending) => {
+                let (model, mut record) = refine(pending, merged, round).await;
+                record.merged_test_loss = test_loss;
+                record.merged_test_acc = test_acc;
+                if record.error.is_none() {
+                    (test_loss, test_acc) = self.score(&model).await?;
+                }
+                (model, Some(record))
+            }
+            None => (merged, None),
         };
         let payload = Payload::from_params(&merged)?;
         let updates: Vec<ClientRound> = aggregated
@@ -453,6 +490,7 @@ impl Server {
             },
             global_sha256: payload.sha256.clone(),
             updates,
+            refinement,
         };
         {
             let state_dir = self.state_dir.clone();
@@ -495,6 +533,52 @@ impl Server {
             tracing::info!("all {} rounds complete", config.rounds);
         }
         Ok(())
+    }
+}
+
+/// Runs the round's refinement on `merged`, off the async threads. A
+/// failure keeps `merged` (the round is not lost) and is recorded.
+async fn refine(
+    pending: PendingRefinement,
+    merged: ParamSet,
+    round: u32,
+) -> (ParamSet, RefinementRecord) {
+    let started = Instant::now();
+    let mut record = RefinementRecord {
+        step: pending.step.clone(),
+        observed: 0,
+        seconds: 0.0,
+        merged_test_loss: None,
+        merged_test_acc: None,
+        error: None,
+    };
+    let outcome = match pending.round {
+        Err(e) => Err(e),
+        Ok(refinement) => {
+            record.observed = refinement.observed() as u32;
+            let input = merged.clone();
+            tokio::task::spawn_blocking(move || refinement.refine(&input))
+                .await
+                .map_err(|e| format!("the refinement task failed: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        }
+    };
+    record.seconds = pending.observe_seconds + started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(refined) => {
+            tracing::info!(
+                round,
+                step = %record.step,
+                seconds = format!("{:.2}", record.seconds),
+                "merged model refined"
+            );
+            (refined, record)
+        }
+        Err(e) => {
+            tracing::error!(round, step = %record.step, "refinement failed ({e}); saving the merge unrefined");
+            record.error = Some(e);
+            (merged, record)
+        }
     }
 }
 

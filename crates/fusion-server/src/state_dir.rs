@@ -220,6 +220,7 @@ mod tests {
             moved_fraction: 0.0,
             global_sha256: "x".into(),
             updates: Vec::new(),
+            refinement: None,
         }
     }
 

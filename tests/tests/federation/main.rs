@@ -3,6 +3,7 @@
 
 mod end_to_end;
 mod faults;
+mod refinement;
 mod refusals;
 mod statistics;
 mod tls_refusals;
