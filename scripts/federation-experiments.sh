@@ -16,6 +16,13 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "== one-shot: own initialisations, 5 local epochs, merged once (issue 10's acceptance run)"
 time "$fusion" simulate "${common[@]}" --one-shot --local-epochs 5 \
   --strategy fedavg,align,merge-many,regmean,layerwise --out "$out/one-shot"
+echo "== one-shot with 5,000 training images held back for the server (unlabeled), each merge distilled on them (FedDF), 3 seeds"
+for seed in 0 1 2; do
+  time "$fusion" simulate --clients 8 --split dirichlet:0.3 --dataset fashion-mnist --seed "$seed" \
+    --one-shot --local-epochs 5 --strategy fedavg,align,merge-many,regmean,layerwise \
+    --proxy-holdout 5000 --distill-data holdout --json --out "$out/one-shot-distill-s$seed" \
+    > "$out/one-shot-distill-s$seed.json"
+done
 echo "== one-shot, align to the largest client (the reference implementation's choice)"
 "$fusion" simulate "${common[@]}" --one-shot --local-epochs 5 \
   --strategy align --reference largest --out "$out/one-shot-largest"

@@ -52,9 +52,10 @@ pub enum Command {
 /// `fusion simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Clients, each on its own shard.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
-    pub clients: u64,
+    /// Clients, each on its own shard [default: 4; with --split-file, the
+    /// file's shard count].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub clients: Option<u64>,
     /// Rounds (1 with --one-shot).
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
@@ -70,9 +71,35 @@ pub struct SimulateArgs {
     /// How the training data is dealt to clients.
     #[arg(long, default_value = "dirichlet:0.3", value_parser = parse_split)]
     pub split: Split,
+    /// Deal the shards from a file instead of --split: a JSON array of
+    /// arrays, client i's training-set indices (from 0, after --limit and
+    /// --proxy-holdout), so that another implementation's split can be
+    /// rerun exactly. From NumPy: `json.dump([s.tolist() for s in shards], f)`.
+    #[arg(long, conflicts_with = "split")]
+    pub split_file: Option<PathBuf>,
     /// Use only the first N training examples (quick runs).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Take the last N training examples away from the clients before the
+    /// split and give them to the server without labels: a proxy set for
+    /// --distill-data holdout, which no client trains on.
+    #[arg(long)]
+    pub proxy_holdout: Option<usize>,
+    /// Distil each round's merge on the server towards the output
+    /// ensemble of the round's client models (FedDF), on unlabeled images:
+    /// `holdout` (the --proxy-holdout images) or a dataset's training
+    /// images (`embedded`, `fashion-mnist[:DIR]`, …; labels never read).
+    #[arg(long)]
+    pub distill_data: Option<String>,
+    /// Distillation epochs over the proxy set.
+    #[arg(long, default_value_t = 20)]
+    pub distill_epochs: usize,
+    /// Distillation learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    pub distill_lr: f64,
+    /// Distillation softmax temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub distill_temperature: f64,
     #[command(flatten)]
     pub data: DataArgs,
     /// Local epochs per round [default: 1; 5 with --one-shot].

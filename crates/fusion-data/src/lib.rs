@@ -25,4 +25,4 @@ pub use cifar::{parse_cifar_batch, read_cifar10};
 pub use dataset::{Dataset, TrainTest};
 pub use error::{DataError, Result};
 pub use source::{DataSource, FASHION_MNIST_DIR};
-pub use split::{ShardRef, Split};
+pub use split::{ShardRef, Split, check_shards};

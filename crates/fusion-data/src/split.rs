@@ -256,6 +256,39 @@ fn deal(items: &[usize], counts: &[usize], out: &mut [Vec<usize>]) {
     }
 }
 
+/// Checks shards that came from elsewhere (`fusion simulate --split-file`,
+/// another implementation's split): each index names one of `examples`,
+/// no example is dealt twice, and no shard is empty. Names the first
+/// offending shard and index, counting both from 0.
+pub fn check_shards(shards: &[Vec<usize>], examples: usize) -> Result<()> {
+    let bad = |reason: String| DataError::BadSplit {
+        given: "split file".into(),
+        reason,
+    };
+    if shards.is_empty() {
+        return Err(bad("it lists no shards".into()));
+    }
+    let mut owner: Vec<Option<usize>> = vec![None; examples];
+    for (s, shard) in shards.iter().enumerate() {
+        if shard.is_empty() {
+            return Err(bad(format!("shard {s} is empty")));
+        }
+        for &i in shard {
+            let slot = owner.get_mut(i).ok_or_else(|| {
+                bad(format!(
+                    "shard {s} lists example {i}, but the clients' training set has {examples} (0..{examples})"
+                ))
+            })?;
+            if let Some(first) = slot.replace(s) {
+                return Err(bad(format!(
+                    "example {i} is dealt twice: to shard {first} and to shard {s}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One client's part: shard `index` of `count` (`--shard i/N`, 0-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardRef {

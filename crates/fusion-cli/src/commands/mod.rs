@@ -12,6 +12,7 @@ mod merge;
 mod outputs;
 mod report;
 mod simulate;
+mod simulate_data;
 mod train;
 
 use anyhow::Result;

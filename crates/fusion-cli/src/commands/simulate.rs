@@ -12,10 +12,12 @@ use fusion_data::Dataset;
 use fusion_experiments::{Figure, Series};
 use fusion_models::Mlp;
 use fusion_server::{Init, RoundRecord, Server, ServerConfig};
+use fusion_train::{DistillConfig, Distiller};
 use serde::Serialize;
 
 use super::outputs::{list, write_outputs};
 use super::report::print_json;
+use super::simulate_data::{deal, distill_proxy};
 use crate::cli::SimulateArgs;
 use crate::options::load_data;
 
@@ -45,12 +47,27 @@ struct ClientBaselines {
     single_acc: Vec<f64>,
 }
 
+/// The distillation settings of a run.
+#[derive(Debug, Serialize)]
+struct DistillReport {
+    /// `holdout` or a dataset source.
+    data: String,
+    images: usize,
+    epochs: usize,
+    lr: f64,
+    temperature: f64,
+}
+
 /// Everything `--json` prints and `results.json` holds.
 #[derive(Debug, Serialize)]
 struct SimulationReport {
     dataset: String,
     clients: u64,
     split: String,
+    /// Training examples held back for the server, unlabeled.
+    proxy_holdout: Option<usize>,
+    /// Server-side distillation after each round, when on.
+    distill: Option<DistillReport>,
     mode: &'static str,
     local_epochs: usize,
     shard_sizes: Vec<usize>,
@@ -66,22 +83,19 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         bail!("--strategy needs at least one of fedavg, align, merge-many, regmean, layerwise");
     }
     let data = load_data(&args.data.dataset)?;
-    let train = match args.limit {
-        Some(n) => data.train.head(n),
-        None => data.train.clone(),
+    let dealt = deal(&args, &data.train)?;
+    let proxy = distill_proxy(&args, dealt.holdout.as_ref(), &data.test)?;
+    let distill = match &proxy {
+        Some(p) => Some(DistillReport {
+            data: args.distill_data.clone().unwrap_or_default(),
+            images: p.len(),
+            epochs: args.distill_epochs,
+            lr: args.distill_lr,
+            temperature: args.distill_temperature,
+        }),
+        None => None,
     };
-    let clients = usize::try_from(args.clients).context("--clients is too large")?;
-    let shards = args
-        .split
-        .shards(train.labels(), train.classes(), clients, args.seed)
-        .with_context(|| format!("cannot split the data with `{}`", args.split))?;
-    if let Some(i) = shards.iter().position(|s| s.is_empty()) {
-        bail!(
-            "client {i} gets no examples under `{}`; use fewer clients or a milder split",
-            args.split
-        );
-    }
-    let shards: Vec<Arc<Dataset>> = shards.iter().map(|s| Arc::new(train.subset(s))).collect();
+    let shards: Vec<Arc<Dataset>> = dealt.shards.into_iter().map(Arc::new).collect();
     let mode = if args.one_shot {
         "one-shot"
     } else if args.cold_start {
@@ -103,6 +117,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
                 strategy,
                 &shards,
                 &data.test,
+                proxy.as_ref(),
                 local_epochs,
             ))
             .with_context(|| format!("simulation with `{strategy}` failed"))?;
@@ -120,8 +135,10 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     }
     let report = SimulationReport {
         dataset: data.name.clone(),
-        clients: args.clients,
-        split: args.split.to_string(),
+        clients: shards.len() as u64,
+        split: dealt.split,
+        proxy_holdout: dealt.holdout.as_ref().map(Dataset::len),
+        distill,
         mode,
         local_epochs,
         shard_sizes: shards.iter().map(|s| s.len()).collect(),
@@ -153,6 +170,7 @@ async fn simulate_one(
     strategy: StrategyKind,
     shards: &[Arc<Dataset>],
     test: &Dataset,
+    proxy: Option<&Dataset>,
     local_epochs: usize,
 ) -> Result<(Vec<RoundRecord>, Vec<Option<ParamSet>>, f64)> {
     let state_dir = args.out.join(format!("state-{strategy}"));
@@ -182,7 +200,19 @@ async fn simulate_one(
         finish_grace_secs: 2.0,
         ..ServerConfig::default()
     };
-    let server = Server::new(config, Some(test.clone()))?;
+    let mut server = Server::new(config, Some(test.clone()))?;
+    if let Some(proxy) = proxy {
+        let settings = DistillConfig {
+            epochs: args.distill_epochs,
+            lr: args.distill_lr,
+            temperature: args.distill_temperature,
+            seed: args.seed,
+            ..DistillConfig::default()
+        };
+        let distiller = Distiller::new(proxy.clone(), settings, args.backend.device()?)
+            .context("cannot set up distillation")?;
+        server = server.with_refiner(Arc::new(distiller));
+    }
     let metrics = server.metrics();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -279,6 +309,17 @@ fn table(report: &SimulationReport) -> String {
         "{} clients, split {}, {} ({} local epochs), {}\n",
         report.clients, report.split, report.mode, report.local_epochs, report.dataset
     );
+    if let Some(n) = report.proxy_holdout {
+        out.push_str(&format!(
+            "{n} training images held back for the server, unlabeled\n"
+        ));
+    }
+    if let Some(d) = &report.distill {
+        out.push_str(&format!(
+            "each merge distilled on {} images of `{}` ({} epochs, lr {}, T {})\n",
+            d.images, d.data, d.epochs, d.lr, d.temperature
+        ));
+    }
     out.push_str(&format!(
         "{:<11} {:>5} {:>9} {:>9} {:>7} {:>8} {:>8}\n",
         "strategy", "round", "test acc", "test loss", "moved", "align s", "round s"
@@ -297,6 +338,24 @@ fn table(report: &SimulationReport) -> String {
                 r.align_seconds,
                 r.seconds
             ));
+            if let Some(f) = &r.refinement {
+                let outcome = match &f.error {
+                    Some(e) => format!("{} failed: {e}", f.step),
+                    None => format!(
+                        "before {}: {:.1} s, {} teachers",
+                        f.step, f.seconds, f.observed
+                    ),
+                };
+                out.push_str(&format!(
+                    "{:<11} {:>5} {:>9} {:>9}   ({outcome})\n",
+                    "",
+                    "",
+                    f.merged_test_acc
+                        .map_or("-".into(), |a| format!("{:.4}", a)),
+                    f.merged_test_loss
+                        .map_or("-".into(), |l| format!("{:.4}", l)),
+                ));
+            }
         }
     }
     if let Some(c) = &report.client_models {
@@ -325,12 +384,13 @@ fn table(report: &SimulationReport) -> String {
 
 fn rounds_csv(report: &SimulationReport) -> String {
     let mut out = String::from(
-        "strategy,round,test_acc,test_loss,moved_fraction,align_seconds,seconds,clients,examples\n",
+        "strategy,round,test_acc,test_loss,moved_fraction,align_seconds,seconds,clients,examples,merged_test_acc,refine_seconds\n",
     );
     for run in &report.runs {
         for r in &run.rounds {
+            let refined = r.refinement.as_ref();
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
                 run.strategy,
                 r.round,
                 r.test_acc.map_or(String::new(), |v| v.to_string()),
@@ -339,7 +399,11 @@ fn rounds_csv(report: &SimulationReport) -> String {
                 r.align_seconds,
                 r.seconds,
                 r.clients,
-                r.examples
+                r.examples,
+                refined
+                    .and_then(|f| f.merged_test_acc)
+                    .map_or(String::new(), |v| v.to_string()),
+                refined.map_or(String::new(), |f| f.seconds.to_string()),
             ));
         }
     }

@@ -131,12 +131,13 @@ fn simulate(dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
         "50",
         "--lr",
         "0.005",
-        "--split",
-        "iid",
         "--json",
         "--out",
         s(dir),
     ];
+    if !extra.contains(&"--split-file") {
+        args.extend_from_slice(&["--split", "iid"]);
+    }
     args.extend_from_slice(extra);
     let o = fusion(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -206,6 +207,113 @@ fn one_shot_fusion_moves_units_and_aligned_beats_plain_average() {
         "models from different inits need alignment: moved {moved:?}"
     );
     assert!(acc(1) > acc(0), "align {} vs fedavg {}", acc(1), acc(0));
+}
+
+#[test]
+fn one_shot_distillation_on_a_proxy_holdout_lifts_the_plain_average() {
+    let dir = scratch("distill");
+    let v = simulate(
+        &dir,
+        &[
+            "--clients",
+            "2",
+            "--one-shot",
+            "--local-epochs",
+            "2",
+            "--strategy",
+            "fedavg",
+            "--proxy-holdout",
+            "300",
+            "--distill-data",
+            "holdout",
+            "--distill-epochs",
+            "10",
+            "--distill-lr",
+            "0.001",
+        ],
+    );
+    assert_eq!(v["proxy_holdout"], 300);
+    assert_eq!(v["distill"]["images"], 300);
+    let sizes: u64 = v["shard_sizes"]
+        .as_array()
+        .expect("sizes")
+        .iter()
+        .map(|s| s.as_u64().expect("size"))
+        .sum();
+    assert_eq!(sizes, 1200, "the holdout is taken from the clients' data");
+    let round = &v["runs"][0]["rounds"][0];
+    let refinement = &round["refinement"];
+    assert_eq!(refinement["step"], "distill");
+    assert_eq!(refinement["observed"], 2);
+    let merged = refinement["merged_test_acc"]
+        .as_f64()
+        .expect("merge scored");
+    let distilled = round["test_acc"].as_f64().expect("distilled scored");
+    // Two models from different initialisations average badly; 300
+    // unlabeled images and their ensemble's answers repair much of it.
+    assert!(
+        distilled > merged + 0.1,
+        "distilled {distilled} vs plain average {merged}"
+    );
+}
+
+#[test]
+fn simulate_deals_shards_from_a_split_file_and_checks_it() {
+    let dir = scratch("split-file");
+    let file = dir.join("split.json");
+    let shards: Vec<Vec<usize>> = vec![(0..500).collect(), (500..800).collect()];
+    std::fs::write(&file, serde_json::to_string(&shards).expect("json")).expect("write");
+    let v = simulate(
+        &dir,
+        &[
+            "--one-shot",
+            "--local-epochs",
+            "1",
+            "--strategy",
+            "fedavg",
+            "--split-file",
+            s(&file),
+        ],
+    );
+    assert_eq!(v["clients"], 2);
+    assert_eq!(v["shard_sizes"], serde_json::json!([500, 300]));
+    assert_eq!(v["split"], format!("file:{}", file.display()));
+
+    std::fs::write(&file, "[[0, 1, 2], [2, 3]]").expect("write");
+    let o = fusion(&[
+        "simulate",
+        "--dataset",
+        "embedded",
+        "--limit",
+        "1500",
+        "--split-file",
+        s(&file),
+        "--out",
+        s(&dir),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("example 2 is dealt twice: to shard 0 and to shard 1"),
+        "{err}"
+    );
+    std::fs::write(&file, "[[0, 1], [2]]").expect("write");
+    let o = fusion(&[
+        "simulate",
+        "--dataset",
+        "embedded",
+        "--limit",
+        "1500",
+        "--split-file",
+        s(&file),
+        "--clients",
+        "3",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--clients 3 but"), "{err}");
 }
 
 #[test]

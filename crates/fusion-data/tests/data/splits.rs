@@ -179,3 +179,29 @@ fn bad_splits_and_shards_are_explained() {
         assert!(bad.parse::<ShardRef>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn shards_from_a_file_are_checked_for_range_overlap_and_emptiness() {
+    use fusion_data::check_shards;
+    check_shards(&[vec![0, 2], vec![1]], 3).expect("disjoint, in range");
+    // Leaving examples out is allowed: another implementation may hold
+    // some back.
+    check_shards(&[vec![0], vec![2]], 3).expect("a partial cover");
+    let err = check_shards(&[vec![0, 3]], 3)
+        .expect_err("out of range")
+        .to_string();
+    assert!(err.contains("shard 0 lists example 3"), "{err}");
+    let err = check_shards(&[vec![0, 1], vec![2, 1]], 3)
+        .expect_err("twice")
+        .to_string();
+    assert!(
+        err.contains("example 1 is dealt twice: to shard 0 and to shard 1"),
+        "{err}"
+    );
+    let err = check_shards(&[vec![0], vec![]], 3)
+        .expect_err("empty")
+        .to_string();
+    assert!(err.contains("shard 1 is empty"), "{err}");
+    let err = check_shards(&[], 3).expect_err("none").to_string();
+    assert!(err.contains("no shards"), "{err}");
+}
