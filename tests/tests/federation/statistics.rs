@@ -118,12 +118,7 @@ fn chunks(
     stats: &BTreeMap<String, ParamTensor>,
     exchange: u32,
 ) -> Vec<pb::Chunk> {
-    let payload = Payload::from_update(weights, stats).expect("payload");
-    let mut header = payload.header(1, "c0", 100);
-    header.exchange = exchange;
-    payload
-        .chunks(header, fusion_net::MIN_CHUNK_BYTES)
-        .collect()
+    update_from("c0", weights, stats, exchange)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,4 +253,124 @@ async fn a_cold_start_merges_round_one_with_its_own_strategy() {
         .map(|r| r.strategy.as_str())
         .collect();
     assert_eq!(strategies, ["layerwise", "fedavg"]);
+}
+
+/// An update of `weights` and `stats` from `id` for exchange `exchange`.
+fn update_from(
+    id: &str,
+    weights: Option<&ParamSet>,
+    stats: &BTreeMap<String, ParamTensor>,
+    exchange: u32,
+) -> Vec<pb::Chunk> {
+    let payload = Payload::from_update(weights, stats).expect("payload");
+    let mut header = payload.header(1, id, 100);
+    header.exchange = exchange;
+    payload
+        .chunks(header, fusion_net::MIN_CHUNK_BYTES)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
+    let dir = scratch("stats-dropout");
+    let mut config = server_config(dir.join("state"));
+    config.rounds = 1;
+    config.min_clients = 2;
+    config.init = Init::Clients;
+    config.strategy = StrategyKind::Layerwise;
+    config.client_timeout_secs = 1.0;
+    let global = initial_global(&config);
+    let strategy = config
+        .strategy_config(StrategyKind::Layerwise, fusion_core::Device::flex())
+        .build();
+    let server = RunningServer::start(config, None);
+    // Two clients with their own models.
+    let models: Vec<ParamSet> = (1..=2)
+        .map(|seed| {
+            let arch: fusion_models::MlpArchitecture = MODEL.parse().expect("model");
+            fusion_core::synthetic::random_mlp(&arch.widths(784, 10), seed)
+        })
+        .collect();
+    let (mut live, mut dying) = (
+        raw_client(&server.http_url(), &ClientTls::default(), None),
+        raw_client(&server.http_url(), &ClientTls::default(), None),
+    );
+    join(&mut live, "live", 100, &models[0]).await;
+    join(&mut dying, "dying", 100, &models[1]).await;
+    let order = wait_for_exchange(&mut live, "live", 0).await;
+    wait_for_exchange(&mut dying, "dying", 0).await;
+    let first = statistics(&models[0], &order.statistics);
+    upload(&mut live, update_from("live", Some(&models[0]), &first, 0))
+        .await
+        .expect("live, exchange 0");
+    let second = statistics(&models[1], &order.statistics);
+    upload(
+        &mut dying,
+        update_from("dying", Some(&models[1]), &second, 0),
+    )
+    .await
+    .expect("dying, exchange 0");
+    drop(dying); // never heard from again
+
+    // The same updates through the strategy itself: both clients in
+    // exchange 0, only `live` after it.
+    let context = fusion_core::RoundContext {
+        global: Some(Arc::new(global)),
+        from_own_init: true,
+    };
+    let mut offline = strategy.begin(&context).expect("begin");
+    fn add(
+        a: &mut Box<dyn fusion_core::Aggregation + '_>,
+        model: Option<&ParamSet>,
+        statistics: BTreeMap<String, ParamTensor>,
+    ) {
+        a.add(fusion_core::Update {
+            params: model.cloned(),
+            weight: 100.0,
+            statistics,
+        })
+        .expect("offline add");
+    }
+    add(&mut offline, Some(&models[0]), first);
+    add(&mut offline, Some(&models[1]), second);
+    let mut exchange = 0;
+    while let Some(next) = offline.advance().expect("advance") {
+        exchange += 1;
+        assert_eq!(next.exchange, exchange);
+        let order = wait_for_exchange(&mut live, "live", exchange).await;
+        let names: Vec<String> = next.statistics.iter().map(|r| r.name()).collect();
+        assert_eq!(order.statistics, names, "exchange {exchange} asks the same");
+        let stats = statistics(&models[0], &names);
+        upload(&mut live, update_from("live", None, &stats, exchange))
+            .await
+            .unwrap_or_else(|s| panic!("live, exchange {exchange}: {s:?}"));
+        add(&mut offline, None, stats);
+    }
+    assert!(
+        exchange >= 1,
+        "layerwise on a two-layer MLP has a second exchange"
+    );
+    let want = offline.finish().expect("offline finish").merged;
+    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(60)))
+        .await
+        .expect("join")
+        .expect("server finished");
+    assert_eq!(
+        summary.records.len(),
+        1,
+        "the round completed without `dying`"
+    );
+    assert_eq!(
+        summary.records[0].clients, 2,
+        "both weights count in exchange 0"
+    );
+    for (name, t) in summary.global.iter() {
+        let w = want.get(name).expect("same layout");
+        for (a, b) in t.data().iter().zip(w.data()) {
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{name}: {a} vs {b}"
+            );
+        }
+    }
 }
