@@ -23,6 +23,16 @@ for seed in 0 1 2; do
     --proxy-holdout 5000 --distill-data holdout --json --out "$out/one-shot-distill-s$seed" \
     > "$out/one-shot-distill-s$seed.json"
 done
+echo "== one-shot, layerwise started from an alignment to the largest client (--layerwise-align) against layerwise and regmean, 3 seeds"
+for seed in 0 1 2; do
+  for variant in plain aligned; do
+    flags=(--strategy regmean,layerwise)
+    [ "$variant" = aligned ] && flags=(--strategy layerwise --layerwise-align)
+    time "$fusion" simulate --clients 8 --split dirichlet:0.3 --dataset fashion-mnist --seed "$seed" \
+      --one-shot --local-epochs 5 "${flags[@]}" --json --out "$out/one-shot-$variant-s$seed" \
+      > "$out/one-shot-$variant-s$seed.json"
+  done
+done
 echo "== one-shot, align to the largest client (the reference implementation's choice)"
 "$fusion" simulate "${common[@]}" --one-shot --local-epochs 5 \
   --strategy align --reference largest --out "$out/one-shot-largest"

@@ -183,6 +183,10 @@ pub struct StrategyArgs {
     /// Gram diagonal, towards the FedAvg weights.
     #[arg(long, default_value_t = StrategyConfig::DEFAULT_RIDGE)]
     pub ridge: f64,
+    /// Start layerwise from an alignment of the clients to the largest
+    /// (weight matching in exchange 0; off by default).
+    #[arg(long)]
+    pub layerwise_align: bool,
 }
 
 /// How weight matching runs; shared by `align` and `merge`.

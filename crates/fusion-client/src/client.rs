@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fusion_core::{ParamSet, ParamTensor};
+use fusion_core::{ParamSet, StatisticTensor};
 use fusion_data::Dataset;
 use fusion_models::Mlp;
 use fusion_net::{Assembler, FederationClient, PROTOCOL_VERSION, Payload, manifest_hash, pb};
@@ -308,7 +308,7 @@ impl Session {
         own: &ParamSet,
         reference: Option<ParamSet>,
         names: &[String],
-    ) -> Result<BTreeMap<String, ParamTensor>, ClientError> {
+    ) -> Result<BTreeMap<String, StatisticTensor>, ClientError> {
         if names.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -331,7 +331,7 @@ impl Session {
         &mut self,
         order: &pb::HeartbeatReply,
         weights: Option<&ParamSet>,
-        statistics: &BTreeMap<String, ParamTensor>,
+        statistics: &BTreeMap<String, StatisticTensor>,
     ) -> Result<Sent, ClientError> {
         let round = order.round;
         let payload = Payload::from_update(weights, statistics)?;

@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::WireError;
-use crate::payload::{Payload, hex, manifest_bytes};
+use crate::payload::{Payload, hex, payload_bytes};
 use crate::{MAX_CHUNK_BYTES, pb};
 
 /// A complete, length- and hash-verified payload with its header.
@@ -35,9 +35,7 @@ impl Assembler {
             Some(pb::chunk::Part::Header(h)) => h,
             _ => return Err(WireError::MissingHeader),
         };
-        let manifest = manifest_bytes(&header.manifest)?
-            .checked_add(manifest_bytes(&header.statistics)?)
-            .ok_or_else(|| WireError::Manifest("manifest size overflows".into()))?;
+        let manifest = payload_bytes(&header.manifest, &header.statistics)?;
         if manifest != header.payload_bytes {
             return Err(WireError::HeaderSize {
                 header: header.payload_bytes,

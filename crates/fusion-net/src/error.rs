@@ -16,13 +16,18 @@ pub enum WireError {
     /// The stream ended with no chunk at all.
     #[error("empty stream: no header and no data")]
     Empty,
-    /// A manifest entry has a dtype other than F32.
-    #[error("tensor `{name}` has dtype {dtype}; protocol version 1 carries F32 only")]
+    /// A manifest entry has a dtype other than its section's (weights
+    /// travel as F32, statistics as F64).
+    #[error(
+        "tensor `{name}` has dtype {dtype}; protocol version 1 sends weights as F32 and statistics as F64, so this one must be {expected}"
+    )]
     Dtype {
         /// Tensor name.
         name: String,
         /// The dtype it claims.
         dtype: String,
+        /// The dtype its section carries.
+        expected: &'static str,
     },
     /// The manifest differs from the expected one.
     #[error("manifest mismatch: {0}")]
@@ -73,15 +78,15 @@ pub enum WireError {
         /// Hash of what arrived.
         actual: String,
     },
-    /// A NaN or infinity in the weights.
+    /// A NaN or infinity in the weights or statistics.
     #[error("tensor `{name}` holds a non-finite value ({value}) at element {index}")]
     NonFinite {
         /// Tensor name.
         name: String,
         /// Flat index.
         index: usize,
-        /// The value.
-        value: f32,
+        /// The value (an F32 weight widened losslessly).
+        value: f64,
     },
     /// The model cannot be expressed on the wire.
     #[error("model cannot be sent: {0}")]

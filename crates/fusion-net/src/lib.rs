@@ -36,7 +36,9 @@ pub use certs::{DevCertificates, PemPair};
 pub use chunks::{Assembler, Received};
 pub use connect::{FederationClient, connect};
 pub use error::WireError;
-pub use payload::{F32, Payload, check_manifest, manifest_bytes, manifest_hash, sha256_hex};
+pub use payload::{
+    F32, F64, Payload, check_manifest, manifest_bytes, manifest_hash, payload_bytes, sha256_hex,
+};
 pub use tls::{ClientTls, ServerTls};
 
 /// Version of the protocol in `proto/`; a client and server that disagree

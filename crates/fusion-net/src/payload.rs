@@ -3,14 +3,19 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use fusion_core::{ParamSet, ParamTensor, natural_cmp};
+use fusion_core::{ParamSet, ParamTensor, StatisticTensor, natural_cmp};
 use sha2::{Digest, Sha256};
 
 use crate::error::WireError;
 use crate::pb;
 
-/// The only dtype of protocol version 1.
+/// The dtype of weights in protocol version 1.
 pub const F32: &str = "F32";
+
+/// The dtype of statistics in protocol version 1: a least-squares merge
+/// needs its Gram matrices and cross terms consistent to more than f32's
+/// seven digits (see [`StatisticTensor`]).
+pub const F64: &str = "F64";
 
 /// A model ready to send, or just received and verified: its manifest
 /// (names, dtype, shapes, in order), the tensors' bytes concatenated in
@@ -26,7 +31,8 @@ pub struct Payload {
     pub manifest: Vec<pb::TensorMeta>,
     /// Statistics tensors, after the weights, in payload order.
     pub statistics: Vec<pb::TensorMeta>,
-    /// Raw little-endian F32 data.
+    /// Raw little-endian data: the weights in F32, then the statistics in
+    /// F64.
     pub bytes: Bytes,
     /// SHA-256 of `bytes`, lowercase hex.
     pub sha256: String,
@@ -43,7 +49,7 @@ impl Payload {
     /// statistics in name order.
     pub fn from_update(
         params: Option<&ParamSet>,
-        statistics: &BTreeMap<String, ParamTensor>,
+        statistics: &BTreeMap<String, StatisticTensor>,
     ) -> Result<Self, WireError> {
         let empty = ParamSet::new();
         let params = params.unwrap_or(&empty);
@@ -52,19 +58,20 @@ impl Payload {
                 "tensor `{name}` is not F32; protocol version 1 carries F32 tensors only"
             )));
         }
-        let mut bytes = Vec::with_capacity(params.numel() * 4);
+        let statistics_numel: usize = statistics.values().map(StatisticTensor::numel).sum();
+        let mut bytes = Vec::with_capacity(params.numel() * 4 + statistics_numel * 8);
         // Canonical order (natural sort of names), so the same tensors give
         // the same manifest and hash however the set was built or read.
         let mut tensors: Vec<_> = params.iter().collect();
         tensors.sort_by(|a, b| natural_cmp(a.0, b.0));
         let manifest = tensors
             .into_iter()
-            .map(|(name, tensor)| append(name, tensor, &mut bytes))
+            .map(|(name, tensor)| append_weights(name, tensor, &mut bytes))
             .collect();
         // Statistics after the weights, in name order (the map's).
         let stats = statistics
             .iter()
-            .map(|(name, tensor)| append(name, tensor, &mut bytes))
+            .map(|(name, tensor)| append_statistic(name, tensor, &mut bytes))
             .collect();
         let sha256 = sha256_hex(&bytes);
         Ok(Self {
@@ -118,10 +125,8 @@ impl Payload {
 
     /// Decodes the weights and the statistics, refusing NaN and infinities
     /// in either, naming the tensor and element.
-    pub fn to_update(&self) -> Result<(ParamSet, BTreeMap<String, ParamTensor>), WireError> {
-        let expected = manifest_bytes(&self.manifest)?
-            .checked_add(manifest_bytes(&self.statistics)?)
-            .ok_or_else(|| WireError::Manifest("manifest size overflows".into()))?;
+    pub fn to_update(&self) -> Result<(ParamSet, BTreeMap<String, StatisticTensor>), WireError> {
+        let expected = payload_bytes(&self.manifest, &self.statistics)?;
         if expected != self.bytes.len() as u64 {
             return Err(WireError::Truncated {
                 received: self.bytes.len() as u64,
@@ -131,14 +136,14 @@ impl Payload {
         let mut params = ParamSet::new();
         let mut offset = 0usize;
         for meta in &self.manifest {
-            let tensor = decode(meta, &self.bytes, &mut offset)?;
+            let tensor = decode_weights(meta, &self.bytes, &mut offset)?;
             params
                 .insert(&meta.name, tensor)
                 .map_err(|e| WireError::Manifest(e.to_string()))?;
         }
         let mut statistics = BTreeMap::new();
         for meta in &self.statistics {
-            let tensor = decode(meta, &self.bytes, &mut offset)?;
+            let tensor = decode_statistic(meta, &self.bytes, &mut offset)?;
             if statistics.insert(meta.name.clone(), tensor).is_some() {
                 return Err(WireError::Manifest(format!(
                     "statistic `{}` appears twice",
@@ -150,30 +155,55 @@ impl Payload {
     }
 }
 
-/// Appends `tensor`'s little-endian bytes to `bytes`; returns its entry in
-/// the manifest.
-fn append(name: &str, tensor: &ParamTensor, bytes: &mut Vec<u8>) -> pb::TensorMeta {
+/// Appends a weight tensor's little-endian F32 bytes to `bytes`; returns
+/// its entry in the manifest.
+fn append_weights(name: &str, tensor: &ParamTensor, bytes: &mut Vec<u8>) -> pb::TensorMeta {
     for value in tensor.data() {
         bytes.extend_from_slice(&value.to_le_bytes());
     }
+    meta(name, F32, tensor.shape())
+}
+
+/// Appends a statistic's little-endian F64 bytes to `bytes`; returns its
+/// entry in the statistics manifest.
+fn append_statistic(name: &str, tensor: &StatisticTensor, bytes: &mut Vec<u8>) -> pb::TensorMeta {
+    for value in tensor.data() {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    meta(name, F64, tensor.shape())
+}
+
+fn meta(name: &str, dtype: &str, shape: &[usize]) -> pb::TensorMeta {
     pb::TensorMeta {
         name: name.to_owned(),
-        dtype: F32.to_owned(),
-        shape: tensor.shape().iter().map(|&d| d as u64).collect(),
+        dtype: dtype.to_owned(),
+        shape: shape.iter().map(|&d| d as u64).collect(),
     }
 }
 
-/// Decodes the tensor `meta` describes at `offset` (advanced past it),
-/// refusing non-finite values. The caller has checked the total length.
-fn decode(
+/// The `width`-byte values of the tensor `meta` describes at `offset`
+/// (advanced past them). The caller has checked the total length.
+fn take<'a>(
+    meta: &pb::TensorMeta,
+    width: usize,
+    bytes: &'a [u8],
+    offset: &mut usize,
+) -> (Vec<usize>, &'a [u8]) {
+    let shape: Vec<usize> = meta.shape.iter().map(|&d| d as usize).collect();
+    let numel: usize = shape.iter().product();
+    let raw = &bytes[*offset..*offset + numel * width];
+    *offset += numel * width;
+    (shape, raw)
+}
+
+/// Decodes the weight tensor `meta` describes at `offset`, refusing
+/// non-finite values.
+fn decode_weights(
     meta: &pb::TensorMeta,
     bytes: &[u8],
     offset: &mut usize,
 ) -> Result<ParamTensor, WireError> {
-    let shape: Vec<usize> = meta.shape.iter().map(|&d| d as usize).collect();
-    let numel: usize = shape.iter().product();
-    let raw = &bytes[*offset..*offset + numel * 4];
-    *offset += numel * 4;
+    let (shape, raw) = take(meta, 4, bytes, offset);
     let data: Vec<f32> = raw
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -182,28 +212,64 @@ fn decode(
         return Err(WireError::NonFinite {
             name: meta.name.clone(),
             index,
-            value: data[index],
+            value: f64::from(data[index]),
         });
     }
     ParamTensor::new(&meta.name, shape, data).map_err(|e| WireError::Manifest(e.to_string()))
 }
 
-/// Bytes a manifest describes, refusing dtypes other than F32 and sizes
-/// that overflow (a hostile header cannot make the receiver allocate).
-pub fn manifest_bytes(manifest: &[pb::TensorMeta]) -> Result<u64, WireError> {
+/// Decodes the statistic `meta` describes at `offset`, refusing
+/// non-finite values.
+fn decode_statistic(
+    meta: &pb::TensorMeta,
+    bytes: &[u8],
+    offset: &mut usize,
+) -> Result<StatisticTensor, WireError> {
+    let (shape, raw) = take(meta, 8, bytes, offset);
+    let data: Vec<f64> = raw
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .collect();
+    if let Some(index) = data.iter().position(|v| !v.is_finite()) {
+        return Err(WireError::NonFinite {
+            name: meta.name.clone(),
+            index,
+            value: data[index],
+        });
+    }
+    StatisticTensor::new(&meta.name, shape, data).map_err(|e| WireError::Manifest(e.to_string()))
+}
+
+/// Bytes a payload with these two manifest sections holds: the weights in
+/// F32, the statistics in F64. Other dtypes, and sizes that overflow, are
+/// refused (a hostile header cannot make the receiver allocate).
+pub fn payload_bytes(
+    weights: &[pb::TensorMeta],
+    statistics: &[pb::TensorMeta],
+) -> Result<u64, WireError> {
+    manifest_bytes(weights, F32)?
+        .checked_add(manifest_bytes(statistics, F64)?)
+        .ok_or_else(|| WireError::Manifest("manifest size overflows".into()))
+}
+
+/// Bytes a manifest section of `dtype` (F32 or F64) describes, refusing
+/// entries of any other dtype and sizes that overflow.
+pub fn manifest_bytes(manifest: &[pb::TensorMeta], dtype: &'static str) -> Result<u64, WireError> {
+    let width: u64 = if dtype == F64 { 8 } else { 4 };
     let mut total: u64 = 0;
     for meta in manifest {
-        if meta.dtype != F32 {
+        if meta.dtype != dtype {
             return Err(WireError::Dtype {
                 name: meta.name.clone(),
                 dtype: meta.dtype.clone(),
+                expected: dtype,
             });
         }
         let numel = meta
             .shape
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_mul(width))
             .ok_or_else(|| {
                 WireError::Manifest(format!("tensor `{}` has an impossible shape", meta.name))
             })?;
@@ -228,10 +294,10 @@ pub fn check_manifest(
             )));
         }
         if e.dtype != g.dtype {
-            return Err(WireError::Dtype {
-                name: g.name.clone(),
-                dtype: g.dtype.clone(),
-            });
+            return Err(WireError::Manifest(format!(
+                "tensor `{}` has dtype {}, expected {}",
+                g.name, g.dtype, e.dtype
+            )));
         }
         if e.shape != g.shape {
             return Err(WireError::Manifest(format!(
@@ -333,12 +399,55 @@ mod tests {
     }
 
     #[test]
+    fn statistics_travel_in_f64_bit_for_bit() {
+        let params = model();
+        // A value f32 cannot hold: it must come back unrounded.
+        let fine = 1.0 + f64::EPSILON;
+        let stats = BTreeMap::from([(
+            "gram:layers.0".to_owned(),
+            StatisticTensor::new("gram:layers.0", vec![3], vec![fine, -2.5, 1e300]).expect("stat"),
+        )]);
+        let payload = Payload::from_update(Some(&params), &stats).expect("encodes");
+        assert_eq!(payload.statistics[0].dtype, F64);
+        assert_eq!(payload.bytes.len(), params.numel() * 4 + 3 * 8);
+        let (got_params, got_stats) = payload.to_update().expect("decodes");
+        assert_eq!(got_params, params);
+        assert_eq!(got_stats, stats);
+
+        // A statistic announced as F32 is refused before any data is read.
+        let mut header = payload.header(1, "c", 10);
+        header.statistics[0].dtype = F32.into();
+        header.payload_bytes -= 12;
+        let chunk = pb::Chunk {
+            part: Some(pb::chunk::Part::Header(header)),
+        };
+        let err = crate::Assembler::start(chunk, u64::MAX)
+            .expect_err("F32 statistic")
+            .to_string();
+        assert!(
+            err.contains("gram:layers.0") && err.contains("must be F64"),
+            "{err}"
+        );
+        let mut nan = stats.clone();
+        nan.get_mut("gram:layers.0").expect("stat").data_mut()[1] = f64::NAN;
+        let err = Payload::from_update(None, &nan)
+            .expect("encodes")
+            .to_update()
+            .expect_err("NaN")
+            .to_string();
+        assert!(
+            err.contains("gram:layers.0") && err.contains("element 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn hostile_shapes_do_not_overflow() {
         let meta = pb::TensorMeta {
             name: "x".into(),
             dtype: F32.into(),
             shape: vec![u64::MAX, 2],
         };
-        assert!(manifest_bytes(&[meta]).is_err());
+        assert!(manifest_bytes(&[meta], F32).is_err());
     }
 }

@@ -53,7 +53,8 @@ enum Command {
         client: String,
         exchange: u32,
         examples: u64,
-        update: Update,
+        // Boxed: the other commands are a few bytes.
+        update: Box<Update>,
         reply: oneshot::Sender<Result<ModelReport, String>>,
     },
     Advance {
@@ -111,7 +112,7 @@ impl Aggregator {
                 client,
                 exchange,
                 examples,
-                update,
+                update: Box::new(update),
                 reply,
             })
             .ok()?;
@@ -183,7 +184,7 @@ fn serve(
                     }
                     _ => None,
                 };
-                let result = aggregation.add(update).map_err(|e| e.to_string());
+                let result = aggregation.add(*update).map_err(|e| e.to_string());
                 let mut observing = 0.0;
                 if result.is_ok() && of == 0 {
                     if let (Some((model, weight)), Some(pending)) = (teacher, refinement.as_mut()) {

@@ -58,6 +58,10 @@ pub struct ServerArgs {
     /// Gram diagonal [default: 0.0001].
     #[arg(long, env = "FUSION_RIDGE")]
     pub ridge: Option<f64>,
+    /// Start layerwise from an alignment of the clients to the largest
+    /// (opt-in; costs weight matching and a model per client in exchange 0).
+    #[arg(long, env = "FUSION_LAYERWISE_ALIGN")]
+    pub layerwise_align: bool,
     /// Alignment and evaluation backend: flex, ndarray or wgpu.
     #[arg(long, env = "FUSION_BACKEND")]
     pub backend: Option<String>,
@@ -164,6 +168,10 @@ impl ServerArgs {
             distill_epochs => distill_epochs, distill_lr => distill_lr,
             distill_temperature => distill_temperature,
         );
+        // A switch: the flag turns it on over the file's setting.
+        if self.layerwise_align {
+            c.layerwise_align = true;
+        }
         macro_rules! set_opt {
             ($($flag:ident),* $(,)?) => {
                 $(if self.$flag.is_some() { c.$flag = self.$flag.clone(); })*

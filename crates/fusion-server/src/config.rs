@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Ridge of `regmean` and `layerwise`, as a fraction of each layer's
     /// mean Gram diagonal, towards the FedAvg weights.
     pub ridge: f64,
+    /// Whether `layerwise` starts from an alignment of the clients to the
+    /// largest one (opt-in; see `StrategyConfig::layerwise_align`).
+    pub layerwise_align: bool,
     /// Device for alignment and server-side evaluation.
     pub backend: String,
     /// Where `global.safetensors` and `rounds.jsonl` live.
@@ -148,6 +151,7 @@ impl Default for ServerConfig {
             max_passes: MergeMany::DEFAULT_MAX_PASSES,
             regmean_alpha: StrategyConfig::DEFAULT_REGMEAN_ALPHA,
             ridge: StrategyConfig::DEFAULT_RIDGE,
+            layerwise_align: false,
             backend: ComputeBackend::default().to_string(),
             state_dir: PathBuf::from("fusion-state"),
             tls_cert: None,
@@ -297,6 +301,7 @@ impl ServerConfig {
         config.max_passes = self.max_passes;
         config.regmean_alpha = self.regmean_alpha;
         config.ridge = self.ridge;
+        config.layerwise_align = self.layerwise_align;
         config
     }
 

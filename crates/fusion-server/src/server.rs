@@ -608,7 +608,7 @@ fn statistics_manifest(instructions: &Instructions) -> Vec<pb::TensorMeta> {
         .iter()
         .map(|r| pb::TensorMeta {
             name: r.name(),
-            dtype: fusion_net::F32.to_owned(),
+            dtype: fusion_net::F64.to_owned(),
             shape: r.shape.iter().map(|&d| d as u64).collect(),
         })
         .collect();

@@ -287,6 +287,7 @@ impl pb::federation_server::Federation for FederationService {
         let client = slot.ticket.client.clone();
         let examples = header.examples.max(1);
         let update = Update {
+            client: Some(client.clone()),
             params: slot.ticket.send_weights.then_some(params),
             weight: examples as f64,
             statistics,

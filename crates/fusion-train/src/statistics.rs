@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor};
-use fusion_core::{ParamSet, ParamTensor, StatisticKind, StatisticRequest, pack_upper};
+use fusion_core::{ParamSet, StatisticKind, StatisticRequest, StatisticTensor, pack_upper};
 use fusion_data::Dataset;
 use fusion_models::Mlp;
 
@@ -40,7 +40,7 @@ struct Sum {
 /// appended for the bias, and `y` the pre-activation in `own`.
 ///
 /// Batches run in f32 on `device` and are summed in f64, so a large shard
-/// loses no precision to the sum. Errors name a statistic that does not
+/// loses no precision to the sum; the statistics are sent in f64 too. Errors name a statistic that does not
 /// fit the model.
 pub fn client_statistics(
     own: &ParamSet,
@@ -48,7 +48,7 @@ pub fn client_statistics(
     names: &[String],
     data: &Dataset,
     device: &Device,
-) -> Result<BTreeMap<String, ParamTensor>, TrainError> {
+) -> Result<BTreeMap<String, StatisticTensor>, TrainError> {
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -126,9 +126,8 @@ pub fn client_statistics(
             StatisticKind::Cross => times_augmented_weight(&sum.values, &sum.layer, own)?,
         };
         let name = sum.name;
-        let data: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         let tensor =
-            ParamTensor::new(&name, sum.shape, data).map_err(|e| TrainError::BadSetting {
+            StatisticTensor::new(&name, sum.shape, values).map_err(|e| TrainError::BadSetting {
                 name: "statistic",
                 value: name.clone(),
                 reason: e.to_string(),
@@ -265,13 +264,10 @@ mod tests {
                 }
             }
         }
-        let close = |got: &[f32], want: &[f64]| {
+        let close = |got: &[f64], want: &[f64]| {
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(want) {
-                assert!(
-                    (f64::from(*g) - w).abs() <= 1e-4 * w.abs().max(1.0),
-                    "{g} vs {w}"
-                );
+                assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
             }
         };
         close(got["gram:layers.1"].data(), &pack_upper(&gram, k));

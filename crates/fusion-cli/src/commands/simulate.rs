@@ -185,6 +185,7 @@ async fn simulate_one(
         max_passes: args.strategy_options.max_passes,
         regmean_alpha: args.strategy_options.regmean_alpha,
         ridge: args.strategy_options.ridge,
+        layerwise_align: args.strategy_options.layerwise_align,
         backend: args.backend.to_string(),
         state_dir,
         model: args.model.to_string(),

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::matching::{MatchOptions, weight_matching};
 use crate::params::ParamSet;
+use crate::perm::Permutation;
 use crate::spec::{SpecSource, ValidatedSpec};
 
 /// Aligns every model to a reference by weight matching, then takes the
@@ -57,15 +58,16 @@ impl AlignToReference {
         }
     }
 
-    /// Aligns `model` to `reference` under `spec`.
-    fn align(
+    /// Aligns `model` to `reference` under `spec`: the aligned model, the
+    /// permutations that aligned it (one per perm of `spec`) and its report.
+    pub(crate) fn align(
         &self,
         spec: &ValidatedSpec,
         reference: &ParamSet,
         model: &ParamSet,
         index: usize,
         weight: f64,
-    ) -> Result<(ParamSet, ModelReport), MergeError> {
+    ) -> Result<(ParamSet, Vec<Permutation>, ModelReport), MergeError> {
         let found = weight_matching(spec, reference, model, &self.device, &self.options).map_err(
             |source| MergeError::Match {
                 model: index,
@@ -81,7 +83,7 @@ impl AlignToReference {
             objective_before: Some(found.initial_objective),
             objective_after: found.objective.last().copied(),
         };
-        Ok((aligned, report))
+        Ok((aligned, found.perms, report))
     }
 }
 
@@ -147,7 +149,7 @@ impl Aggregation for AlignAggregation<'_> {
             self.target = Some((Arc::new(model.clone()), spec));
             return Ok(report);
         };
-        let (aligned, report) = self.strategy.align(spec, reference, model, index, weight)?;
+        let (aligned, _, report) = self.strategy.align(spec, reference, model, index, weight)?;
         self.fold.add(&aligned, report)
     }
 
@@ -210,8 +212,10 @@ impl Aggregation for LargestAggregation<'_> {
                 };
                 (model.clone(), report)
             } else {
-                self.strategy
-                    .align(&spec, reference, model, index, *weight)?
+                let (aligned, _, report) = self
+                    .strategy
+                    .align(&spec, reference, model, index, *weight)?;
+                (aligned, report)
             };
             fold.add(&aligned, report)?;
         }

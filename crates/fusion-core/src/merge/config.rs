@@ -34,6 +34,10 @@ pub struct StrategyConfig {
     /// Dead hidden units make Gram matrices exactly singular; 1e-4 handles
     /// them and moved the measured accuracy by at most 0.003 (issue 10).
     pub ridge: f64,
+    /// Whether `layerwise` starts from an alignment of the clients to the
+    /// largest one (see [`Layerwise::align`]). Off by default; its
+    /// measured effect is in docs/experiments.md.
+    pub layerwise_align: bool,
 }
 
 impl StrategyConfig {
@@ -53,6 +57,7 @@ impl StrategyConfig {
             max_passes: MergeMany::DEFAULT_MAX_PASSES,
             regmean_alpha: Self::DEFAULT_REGMEAN_ALPHA,
             ridge: Self::DEFAULT_RIDGE,
+            layerwise_align: false,
         }
     }
 
@@ -98,7 +103,15 @@ impl StrategyConfig {
                 alpha: self.regmean_alpha,
                 ridge: self.ridge,
             }),
-            StrategyKind::Layerwise => Arc::new(Layerwise { ridge: self.ridge }),
+            StrategyKind::Layerwise => Arc::new(Layerwise {
+                ridge: self.ridge,
+                align: self.layerwise_align.then(|| AlignToReference {
+                    spec: self.spec.clone(),
+                    device: self.device.clone(),
+                    options: self.options.clone(),
+                    reference: Reference::Largest,
+                }),
+            }),
         }
     }
 }

@@ -1,10 +1,11 @@
 use std::sync::Arc;
 
+use super::client_alignment::ClientAlignment;
 use super::least_squares::LayerSystem;
 use super::statistics::{StatisticKind, StatisticRequest};
 use super::{
-    Aggregation, Instructions, MergeError, MergeOutcome, ModelReport, RoundContext, RunningSum,
-    Strategy, StrategyKind, Update,
+    Aggregation, AlignToReference, Instructions, MergeError, MergeOutcome, ModelReport,
+    RoundContext, RunningSum, Strategy, StrategyKind, Update,
 };
 use crate::params::ParamSet;
 use crate::spec::{LinearLayer, linear_chain};
@@ -24,11 +25,19 @@ use crate::spec::{LinearLayer, linear_chain};
 /// two statistics, computed by forward passes only. A client that drops
 /// out between exchanges is absent from later layers' sums; nothing it
 /// sent before is lost or double counted.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Layerwise {
     /// Ridge as a fraction of the mean diagonal, towards the FedAvg
     /// weights (see [`StrategyConfig::ridge`](super::StrategyConfig::ridge)).
     pub ridge: f64,
+    /// Opt-in: start from an alignment. Exchange 0's models are
+    /// weight-matched to the largest client, the ridge's FedAvg target is
+    /// their aligned average, and each client's cross terms are put in its
+    /// aligned order, so output unit `j` of a layer means the same unit
+    /// for every client (see `ClientAlignment`). Costs weight matching
+    /// and one model per client during exchange 0; its measured effect is
+    /// in docs/experiments.md.
+    pub align: Option<AlignToReference>,
 }
 
 impl Strategy for Layerwise {
@@ -47,6 +56,7 @@ impl Strategy for Layerwise {
         };
         Ok(Box::new(LayerwiseAggregation {
             ridge: self.ridge,
+            alignment: self.align.as_ref().map(ClientAlignment::new),
             system: LayerSystem::new(first),
             chain,
             layer: 0,
@@ -60,8 +70,10 @@ impl Strategy for Layerwise {
     }
 }
 
-struct LayerwiseAggregation {
+struct LayerwiseAggregation<'s> {
     ridge: f64,
+    /// With [`Layerwise::align`]: the clients' alignment.
+    alignment: Option<ClientAlignment<'s>>,
     chain: Vec<LinearLayer>,
     /// The layer (and exchange) being collected.
     layer: usize,
@@ -78,7 +90,7 @@ struct LayerwiseAggregation {
     reports: Vec<ModelReport>,
 }
 
-impl LayerwiseAggregation {
+impl LayerwiseAggregation<'_> {
     fn requests(&self) -> [StatisticRequest; 2] {
         let layer = &self.chain[self.layer];
         [
@@ -89,6 +101,7 @@ impl LayerwiseAggregation {
 
     /// Solves the current layer into the partial model.
     fn solve_current(&mut self) -> Result<(), MergeError> {
+        self.align_exchange_zero()?;
         let prior = match &self.prior {
             Some(p) => p,
             None => self.prior.insert(self.sum.mean()?),
@@ -105,7 +118,29 @@ impl LayerwiseAggregation {
     }
 }
 
-impl Aggregation for LayerwiseAggregation {
+impl LayerwiseAggregation<'_> {
+    /// With alignment, at the end of exchange 0: aligns the held models,
+    /// folds them into the average and their layer-0 cross terms into the
+    /// system, and records how far each moved.
+    fn align_exchange_zero(&mut self) -> Result<(), MergeError> {
+        let Some(alignment) = self.alignment.as_mut().filter(|a| a.pending()) else {
+            return Ok(());
+        };
+        let aligned = alignment.align(&self.chain[0])?;
+        let mut sum = RunningSum::new();
+        for (model, weight) in &aligned.models {
+            sum.add(model, *weight)?;
+        }
+        for cross in &aligned.crosses {
+            self.system.add_cross(cross.data());
+        }
+        self.sum = sum;
+        self.reports = aligned.reports;
+        Ok(())
+    }
+}
+
+impl Aggregation for LayerwiseAggregation<'_> {
     fn instructions(&self) -> Instructions {
         let first = self.layer == 0;
         Instructions {
@@ -120,10 +155,29 @@ impl Aggregation for LayerwiseAggregation {
     fn add(&mut self, update: Update) -> Result<ModelReport, MergeError> {
         self.instructions().check(&update)?;
         let [gram, cross] = self.requests().map(|r| r.name());
+        let (g, c) = match (update.statistics.get(&gram), update.statistics.get(&cross)) {
+            (Some(g), Some(c)) => (g, c),
+            // Unreachable after the check above, which requires both.
+            _ => {
+                return Err(MergeError::BadUpdate(format!(
+                    "`{gram}` or `{cross}` is missing"
+                )));
+            }
+        };
+        let client = update.client.as_deref();
         let report = if self.layer == 0 {
             let index = self.reports.len();
             RunningSum::check_weight(index, update.weight)?;
-            self.sum.add(update.require_params()?, update.weight)?;
+            let params = update.require_params()?;
+            match &mut self.alignment {
+                // The cross term waits for the alignment; the Gram matrix
+                // (the data's own) is added below.
+                Some(alignment) => alignment.hold(client, params, update.weight, c)?,
+                None => {
+                    self.sum.add(params, update.weight)?;
+                    self.system.add_cross(c.data());
+                }
+            }
             let report = ModelReport {
                 index,
                 weight: update.weight,
@@ -132,16 +186,21 @@ impl Aggregation for LayerwiseAggregation {
             self.reports.push(report.clone());
             report
         } else {
+            match &self.alignment {
+                Some(alignment) => {
+                    let layer = &self.chain[self.layer];
+                    let aligned = alignment.cross_in_aligned_order(client, layer, c)?;
+                    self.system.add_cross(aligned.data());
+                }
+                None => self.system.add_cross(c.data()),
+            }
             ModelReport {
                 index: self.updates_in_exchange,
                 weight: update.weight,
                 ..ModelReport::default()
             }
         };
-        if let (Some(g), Some(c)) = (update.statistics.get(&gram), update.statistics.get(&cross)) {
-            self.system.add_gram(g.data());
-            self.system.add_cross(c.data());
-        }
+        self.system.add_gram(g.data());
         self.updates_in_exchange += 1;
         Ok(report)
     }

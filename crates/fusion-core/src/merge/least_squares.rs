@@ -29,14 +29,14 @@ impl LayerSystem {
     }
 
     /// Adds a client's packed Gram matrix.
-    pub(crate) fn add_gram(&mut self, packed: &[f32]) {
+    pub(crate) fn add_gram(&mut self, packed: &[f64]) {
         add_unpacked(&mut self.a, packed, self.k, 1.0);
     }
 
     /// Adds a client's cross term `[k, out]`.
-    pub(crate) fn add_cross(&mut self, cross: &[f32]) {
+    pub(crate) fn add_cross(&mut self, cross: &[f64]) {
         for (b, &c) in self.b.iter_mut().zip(cross) {
-            *b += f64::from(c);
+            *b += c;
         }
     }
 
@@ -44,7 +44,7 @@ impl LayerSystem {
     /// off-diagonal shrunk, `G' = αG + (1 − α)·diag(G)`, into `A`, and
     /// `G' [W | b]ᵀ` into `B`, from the client's own weights. Returns
     /// nothing to undo: the caller checks the update before calling.
-    pub(crate) fn add_regmean(&mut self, packed: &[f32], params: &ParamSet, alpha: f64) {
+    pub(crate) fn add_regmean(&mut self, packed: &[f64], params: &ParamSet, alpha: f64) {
         let k = self.k;
         let mut g = vec![0.0; k * k];
         add_unpacked(&mut g, packed, k, 1.0);
@@ -82,7 +82,7 @@ impl LayerSystem {
     /// layer) rather than towards zero, so directions no client's data
     /// excites (dead units make `A` exactly singular) keep the average's
     /// weights, and clients identical in weights and data give exactly
-    /// the average (up to the f32 rounding of the statistics sent). With
+    /// the average (to the f64 rounding of the solve). With
     /// `ridge = 0` a singular system is an error.
     pub(crate) fn solve_into(
         &self,

@@ -8,6 +8,7 @@
 
 mod align;
 mod average;
+mod client_alignment;
 mod config;
 mod error;
 mod fold;
@@ -19,6 +20,7 @@ mod refine;
 mod regmean;
 mod report;
 mod running_sum;
+mod statistic_tensor;
 mod statistics;
 mod strategy;
 
@@ -33,5 +35,6 @@ pub use refine::{Refinement, Refiner};
 pub use regmean::RegMean;
 pub use report::{MergeOutcome, ModelReport, PermMoved};
 pub use running_sum::RunningSum;
+pub use statistic_tensor::StatisticTensor;
 pub use statistics::{StatisticKind, StatisticRequest, add_unpacked, check_gram, pack_upper};
 pub use strategy::{Aggregation, Instructions, RoundContext, Strategy, Update};

@@ -97,13 +97,13 @@ impl fmt::Display for StatisticRequest {
 
 /// Checks that a packed Gram matrix could be one: a non-negative diagonal,
 /// every entry within Cauchy–Schwarz of its diagonal (`G_ij² ≤ G_ii G_jj`,
-/// with room for f32 rounding), and, for a layer with a bias, the input's
+/// with room for rounding), and, for a layer with a bias, the input's
 /// appended 1 summed to exactly `examples`. A hostile or broken client
 /// could otherwise make the summed system indefinite (failing the round on
 /// every retry) or outweigh everyone by scaling its statistics.
 pub fn check_gram(
     name: &str,
-    packed: &[f32],
+    packed: &[f64],
     k: usize,
     bias: bool,
     examples: f64,
@@ -111,7 +111,7 @@ pub fn check_gram(
     let mut diagonal = Vec::with_capacity(k);
     let mut at = 0;
     for i in 0..k {
-        diagonal.push(f64::from(packed[at]));
+        diagonal.push(packed[at]);
         at += k - i;
     }
     if let Some(i) = diagonal.iter().position(|&d| d < 0.0) {
@@ -123,7 +123,7 @@ pub fn check_gram(
     let mut at = 0;
     for i in 0..k {
         for j in i..k {
-            let g = f64::from(packed[at]);
+            let g = packed[at];
             at += 1;
             let bound = (diagonal[i] * diagonal[j]).sqrt();
             if g.abs() > bound * (1.0 + 1e-3) + 1e-6 {
@@ -157,11 +157,11 @@ pub fn pack_upper(full: &[f64], k: usize) -> Vec<f64> {
 
 /// Adds the symmetric matrix packed by [`pack_upper`], times `scale`, to
 /// the row-major `k × k` `full`.
-pub fn add_unpacked(full: &mut [f64], packed: &[f32], k: usize, scale: f64) {
+pub fn add_unpacked(full: &mut [f64], packed: &[f64], k: usize, scale: f64) {
     let mut at = 0;
     for i in 0..k {
         for j in i..k {
-            let v = f64::from(packed[at]) * scale;
+            let v = packed[at] * scale;
             at += 1;
             full[i * k + j] += v;
             if i != j {
@@ -184,7 +184,7 @@ mod tests {
                 full[i * k + j] = (i.min(j) * 10 + i.max(j)) as f64;
             }
         }
-        let packed: Vec<f32> = pack_upper(&full, k).iter().map(|&v| v as f32).collect();
+        let packed = pack_upper(&full, k);
         assert_eq!(packed.len(), k * (k + 1) / 2);
         let mut back = vec![0.0; k * k];
         add_unpacked(&mut back, &packed, k, 1.0);
@@ -215,7 +215,7 @@ mod tests {
                 }
             }
         }
-        let good: Vec<f32> = pack_upper(&full, 3).iter().map(|&v| v as f32).collect();
+        let good = pack_upper(&full, 3);
         assert_eq!(check_gram("g", &good, 3, true, 2.0), Ok(()));
         let err = check_gram("g", &good, 3, true, 5.0).expect_err("count");
         assert!(

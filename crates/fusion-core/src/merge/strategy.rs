@@ -2,8 +2,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::statistics::{StatisticKind, StatisticRequest, check_gram};
-use super::{MergeError, MergeOutcome, ModelReport, StrategyKind};
-use crate::params::{ParamSet, ParamTensor};
+use super::{MergeError, MergeOutcome, ModelReport, StatisticTensor, StrategyKind};
+use crate::params::ParamSet;
 
 /// How a set of models becomes one: the concept users choose by name
 /// ([`StrategyKind`]) and [`StrategyConfig`](super::StrategyConfig) builds.
@@ -146,18 +146,24 @@ impl Instructions {
 /// statistics the exchange asked for, by [`StatisticRequest::name`].
 #[derive(Clone, Debug, Default)]
 pub struct Update {
+    /// Who sent it, for a strategy that follows a client from one
+    /// exchange to the next (`layerwise` with alignment keeps each
+    /// client's permutation). The server sets the authenticated client
+    /// id; offline merges leave it `None`.
+    pub client: Option<String>,
     /// The client's model, in exchanges that send weights.
     pub params: Option<ParamSet>,
     /// Its weight in averages (training examples).
     pub weight: f64,
     /// Requested statistics, by name.
-    pub statistics: BTreeMap<String, ParamTensor>,
+    pub statistics: BTreeMap<String, StatisticTensor>,
 }
 
 impl Update {
     /// An update of weights only.
     pub fn weights(params: ParamSet, weight: f64) -> Self {
         Self {
+            client: None,
             params: Some(params),
             weight,
             statistics: BTreeMap::new(),

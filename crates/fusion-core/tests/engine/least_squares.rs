@@ -7,14 +7,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fusion_core::{
-    ComputeBackend, Instructions, MergeError, ParamSet, ParamTensor, RoundContext, SpecSource,
-    StatisticKind, Strategy, StrategyConfig, StrategyKind, Update, WeightedAverage, pack_upper,
+    ComputeBackend, Instructions, MergeError, ParamSet, RoundContext, SpecSource, StatisticKind,
+    StatisticTensor, Strategy, StrategyConfig, StrategyKind, Update, WeightedAverage, pack_upper,
 };
 
 use crate::common;
 
 /// One client: its own trained model and its data (rows of `inputs`).
 struct Client {
+    /// Its id, as the server would pass it to the strategy.
+    id: String,
     model: ParamSet,
     data: Vec<Vec<f32>>,
 }
@@ -87,14 +89,14 @@ fn client_update(client: &Client, instructions: &Instructions) -> Update {
                 c
             }
         };
-        let data = values.iter().map(|&v| v as f32).collect();
         let name = request.name();
         statistics.insert(
             name.clone(),
-            ParamTensor::new(&name, request.shape.clone(), data).expect("tensor"),
+            StatisticTensor::new(&name, request.shape.clone(), values).expect("tensor"),
         );
     }
     Update {
+        client: Some(client.id.clone()),
         params: instructions.send_weights.then(|| client.model.clone()),
         weight: client.data.len() as f64,
         statistics,
@@ -109,7 +111,12 @@ fn run(kind: StrategyKind, ridge: f64, clients: &[Client]) -> ParamSet {
 /// [`run`], where only the first `stay` clients take part after exchange 0
 /// (the others died between exchanges).
 fn run_with_dropouts(kind: StrategyKind, ridge: f64, clients: &[Client], stay: usize) -> ParamSet {
-    let strategy = strategy(kind, ridge, 1.0);
+    run_strategy(strategy(kind, ridge, 1.0), clients, stay)
+}
+
+/// Runs every exchange of `strategy`, with only the first `stay` clients
+/// after exchange 0.
+fn run_strategy(strategy: Arc<dyn Strategy>, clients: &[Client], stay: usize) -> ParamSet {
     let round = one_shot(clients);
     let mut aggregation = strategy.begin(&round).expect("begin");
     let mut instructions = aggregation.instructions();
@@ -164,6 +171,7 @@ fn clients(widths: &[usize], sizes: &[usize], seed: u64) -> Vec<Client> {
             // Each client's inputs are shifted differently: non-IID.
             let shift = i as f32 * 0.5;
             Client {
+                id: format!("client-{i}"),
                 model: common::random_mlp(widths, seed * 10 + i as u64),
                 data: (0..n)
                     .map(|_| {
@@ -260,7 +268,8 @@ fn identical_clients_give_fedavg() {
     // average (the model itself), ridge or not.
     let one = clients(&[5, 6, 3], &[40], 3).remove(0);
     let clients: Vec<Client> = (0..3)
-        .map(|_| Client {
+        .map(|i| Client {
+            id: format!("client-{i}"),
             model: one.model.clone(),
             data: one.data.clone(),
         })
@@ -272,13 +281,112 @@ fn identical_clients_give_fedavg() {
                 let want = one.model.get(name).expect("same layout");
                 for (a, b) in t.data().iter().zip(want.data()) {
                     assert!(
-                        (a - b).abs() < 1e-5,
+                        (a - b).abs() < 1e-6,
                         "{kind} ridge {ridge}: {name} {a} vs {b}"
                     );
                 }
             }
         }
     }
+}
+
+/// `layerwise`, started from an alignment to the largest client.
+fn aligned_layerwise(ridge: f64) -> Arc<dyn Strategy> {
+    StrategyConfig {
+        ridge,
+        layerwise_align: true,
+        ..StrategyConfig::new(StrategyKind::Layerwise, SpecSource::InferMlp, device())
+    }
+    .build()
+}
+
+#[test]
+fn aligned_layerwise_recovers_planted_permutations() {
+    // Three clients hold one model with its hidden units shuffled
+    // differently, and data of their own. Aligned to the largest, they
+    // are one model, which fits every client's pre-activations exactly:
+    // layer-wise least squares must give back the largest client's model.
+    let widths = [5, 8, 6, 3];
+    let base = clients(&widths, &[30, 70, 40], 9);
+    let spec = fusion_core::infer_mlp_spec(&base[0].model)
+        .expect("mlp")
+        .validate(&base[0].model)
+        .expect("valid");
+    let clients: Vec<Client> = base
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Client {
+            id: c.id.clone(),
+            model: spec
+                .apply(
+                    &base[0].model,
+                    &common::random_perms(spec.sizes(), 40 + i as u64),
+                )
+                .expect("permute"),
+            data: c.data.clone(),
+        })
+        .collect();
+    let largest = &clients[1].model;
+    // Some hidden unit is dead on all of this data, so the system needs
+    // the ridge; it pulls towards the aligned average, the same model.
+    let ridge = StrategyConfig::DEFAULT_RIDGE;
+    let merged = run_strategy(aligned_layerwise(ridge), &clients, clients.len());
+    for (name, t) in merged.iter() {
+        let want = largest.get(name).expect("same layout");
+        for (a, b) in t.data().iter().zip(want.data()) {
+            assert!((a - b).abs() < 1e-5, "{name} {a} vs {b}");
+        }
+    }
+    // Unaligned, the hidden units of different clients are mixed.
+    let unaligned = run(StrategyKind::Layerwise, ridge, &clients);
+    let w = unaligned.get("layers.0.weight").expect("w").data();
+    let want = largest.get("layers.0.weight").expect("w").data();
+    let gap = w
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(gap > 1e-2, "unaligned layer 0 is off by only {gap}");
+}
+
+#[test]
+fn aligned_layerwise_refuses_clients_it_cannot_follow() {
+    let clients = clients(&[4, 6, 3], &[30, 50], 12);
+    let strategy = aligned_layerwise(StrategyConfig::DEFAULT_RIDGE);
+    let mut aggregation = strategy.begin(&one_shot(&clients)).expect("begin");
+    let instructions = aggregation.instructions();
+    let mut anonymous = client_update(&clients[0], &instructions);
+    anonymous.client = None;
+    let err = aggregation.add(anonymous).expect_err("no id").to_string();
+    assert!(err.contains("names no client"), "{err}");
+    for c in &clients {
+        aggregation
+            .add(client_update(c, &instructions))
+            .expect("update");
+    }
+    let err = aggregation
+        .add(client_update(&clients[0], &instructions))
+        .expect_err("twice")
+        .to_string();
+    assert!(err.contains("already sent its weights"), "{err}");
+    let next = aggregation.advance().expect("advance").expect("layer 1");
+    let stranger = Client {
+        id: "stranger".into(),
+        model: clients[0].model.clone(),
+        data: clients[0].data.clone(),
+    };
+    let err = aggregation
+        .add(client_update(&stranger, &next))
+        .expect_err("not in exchange 0")
+        .to_string();
+    assert!(err.contains("sent no weights in exchange 0"), "{err}");
+    aggregation
+        .add(client_update(&clients[1], &next))
+        .expect("a known client");
+    assert!(aggregation.advance().expect("advance").is_none());
+    let outcome = aggregation.finish().expect("finish");
+    // The reports say how far exchange 0's models moved.
+    assert_eq!(outcome.reports.len(), 2);
+    assert!(outcome.reports.iter().all(|r| !r.moved.is_empty()));
 }
 
 #[test]
@@ -294,17 +402,17 @@ fn bad_statistics_are_refused_and_the_rest_still_merge() {
     let mut wrong_shape = good.clone();
     wrong_shape.statistics.insert(
         "gram:layers.0".into(),
-        ParamTensor::new("gram:layers.0", vec![3], vec![1.0; 3]).expect("tensor"),
+        StatisticTensor::new("gram:layers.0", vec![3], vec![1.0; 3]).expect("tensor"),
     );
     let mut nan = good.clone();
     nan.statistics
         .get_mut("gram:layers.0")
         .expect("gram")
-        .data_mut()[2] = f32::NAN;
+        .data_mut()[2] = f64::NAN;
     let mut unasked = good.clone();
     unasked.statistics.insert(
         "cross:layers.0".into(),
-        ParamTensor::new("cross:layers.0", vec![5, 3], vec![0.0; 15]).expect("tensor"),
+        StatisticTensor::new("cross:layers.0", vec![5, 3], vec![0.0; 15]).expect("tensor"),
     );
     let mut missing = good.clone();
     missing.statistics.clear();
