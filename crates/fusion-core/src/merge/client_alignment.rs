@@ -33,11 +33,11 @@ struct Held {
     cross: StatisticTensor,
 }
 
-/// What aligning exchange 0 gives the strategy: per client (in arrival
-/// order) its aligned model and weight, its report, and its layer-0 cross
-/// term in aligned order.
+/// What aligning exchange 0 gives the strategy: the weighted sum of the
+/// aligned models, and per client (in arrival order) its report and its
+/// layer-0 cross term in aligned order.
 pub(crate) struct Aligned {
-    pub(crate) models: Vec<(ParamSet, f64)>,
+    pub(crate) sum: RunningSum,
     pub(crate) reports: Vec<ModelReport>,
     pub(crate) crosses: Vec<StatisticTensor>,
 }
@@ -84,8 +84,9 @@ impl<'s> ClientAlignment<'s> {
     }
 
     /// Aligns every held model to the one with the most weight (ties go
-    /// to the first to arrive) and puts each layer-0 cross term in its
-    /// client's aligned order.
+    /// to the first to arrive), folding each into the sum as soon as it
+    /// is aligned (never all aligned models at once), and puts each
+    /// layer-0 cross term in its client's aligned order.
     pub(crate) fn align(&mut self, first: &LinearLayer) -> Result<Aligned, MergeError> {
         let largest = self
             .held
@@ -94,17 +95,18 @@ impl<'s> ClientAlignment<'s> {
             .max_by(|(i, a), (j, b)| a.weight.total_cmp(&b.weight).then(j.cmp(i)))
             .map(|(i, _)| i)
             .ok_or(MergeError::NoModels)?;
-        let held = std::mem::take(&mut self.held);
-        let reference = &held[largest].params;
+        let reference = &self.held[largest].params;
         let spec = self.aligner.spec.resolve(reference)?;
+        let count = self.held.len();
         let mut out = Aligned {
-            models: Vec::with_capacity(held.len()),
-            reports: Vec::with_capacity(held.len()),
-            crosses: Vec::with_capacity(held.len()),
+            sum: RunningSum::new(),
+            reports: Vec::with_capacity(count),
+            crosses: Vec::with_capacity(count),
         };
-        let mut perms = HashMap::with_capacity(held.len());
-        for (index, h) in held.iter().enumerate() {
-            let (model, found, report) = if index == largest {
+        let mut perms = HashMap::with_capacity(count);
+        for (index, h) in self.held.iter().enumerate() {
+            let (found, report) = if index == largest {
+                out.sum.add(&h.params, h.weight)?;
                 let identity = spec.identity();
                 let report = ModelReport {
                     index,
@@ -112,17 +114,21 @@ impl<'s> ClientAlignment<'s> {
                     moved: PermMoved::list(&spec, &identity),
                     ..ModelReport::default()
                 };
-                (h.params.clone(), identity, report)
+                (identity, report)
             } else {
-                self.aligner
-                    .align(&spec, reference, &h.params, index, h.weight)?
+                let (model, found, report) = self
+                    .aligner
+                    .align(&spec, reference, &h.params, index, h.weight)?;
+                out.sum.add(&model, h.weight)?;
+                (found, report)
             };
             out.crosses
                 .push(permute_outputs(&spec, &found, first, &h.cross)?);
-            out.models.push((model, h.weight));
             out.reports.push(report);
             perms.insert(h.client.clone(), found);
         }
+        self.held = Vec::new();
+        self.layout = RunningSum::new();
         self.aligned = Some((spec, perms));
         Ok(out)
     }

@@ -127,14 +127,10 @@ impl LayerwiseAggregation<'_> {
             return Ok(());
         };
         let aligned = alignment.align(&self.chain[0])?;
-        let mut sum = RunningSum::new();
-        for (model, weight) in &aligned.models {
-            sum.add(model, *weight)?;
-        }
         for cross in &aligned.crosses {
             self.system.add_cross(cross.data());
         }
-        self.sum = sum;
+        self.sum = aligned.sum;
         self.reports = aligned.reports;
         Ok(())
     }

@@ -1,4 +1,4 @@
-use crate::params::ParamsError;
+use crate::params::{ParamsError, check_count};
 
 /// One statistic a client sends (a packed Gram matrix, a cross term): a
 /// shape and its `f64` values, row-major.
@@ -19,15 +19,7 @@ impl StatisticTensor {
     /// A statistic from its shape and values; fails if the counts
     /// disagree. `name` only labels the error.
     pub fn new(name: &str, shape: Vec<usize>, data: Vec<f64>) -> Result<Self, ParamsError> {
-        let expected: usize = shape.iter().product();
-        if expected != data.len() {
-            return Err(ParamsError::ShapeMismatch {
-                name: name.to_owned(),
-                shape,
-                expected,
-                actual: data.len(),
-            });
-        }
+        let shape = check_count(name, shape, data.len())?;
         Ok(Self { shape, data })
     }
 

@@ -12,4 +12,4 @@ pub use io::{TensorInfo, describe_safetensors, safetensors_metadata};
 pub use natural::natural_cmp;
 pub use set::{ParamSet, RawTensor};
 pub use tensor::ParamTensor;
-pub(crate) use tensor::{dot_f64, split_shape};
+pub(crate) use tensor::{check_count, dot_f64, split_shape};

@@ -14,15 +14,7 @@ impl ParamTensor {
     /// A tensor from its shape and values; fails if the counts disagree.
     /// `name` only labels the error.
     pub fn new(name: &str, shape: Vec<usize>, data: Vec<f32>) -> Result<Self, ParamsError> {
-        let expected: usize = shape.iter().product();
-        if expected != data.len() {
-            return Err(ParamsError::ShapeMismatch {
-                name: name.to_owned(),
-                shape,
-                expected,
-                actual: data.len(),
-            });
-        }
+        let shape = check_count(name, shape, data.len())?;
         Ok(Self { shape, data })
     }
 
@@ -98,6 +90,25 @@ impl ParamTensor {
             .position(|x| !x.is_finite())
             .map(|i| (i, self.data[i]))
     }
+}
+
+/// `shape`, if it holds exactly `count` values; else the error naming
+/// `name`. Every tensor type checks its values against its shape here.
+pub(crate) fn check_count(
+    name: &str,
+    shape: Vec<usize>,
+    count: usize,
+) -> Result<Vec<usize>, ParamsError> {
+    let expected: usize = shape.iter().product();
+    if expected != count {
+        return Err(ParamsError::ShapeMismatch {
+            name: name.to_owned(),
+            shape,
+            expected,
+            actual: count,
+        });
+    }
+    Ok(shape)
 }
 
 /// Inner product of two value slices, accumulated in `f64` so that sums
