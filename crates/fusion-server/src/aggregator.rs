@@ -11,6 +11,8 @@ use fusion_core::{
 };
 use tokio::sync::oneshot;
 
+use crate::rounds::Examples;
+
 /// What the round's aggregation produced.
 #[derive(Debug)]
 pub struct Aggregated {
@@ -18,7 +20,7 @@ pub struct Aggregated {
     pub outcome: MergeOutcome,
     /// Client ids (and examples) in the order their exchange-0 updates
     /// were folded in.
-    pub clients: Vec<(String, u64)>,
+    pub clients: Vec<(String, Examples)>,
     /// Seconds spent inside the strategy.
     pub seconds: f64,
     /// The round's refinement, having seen every accepted client model,
@@ -52,7 +54,7 @@ enum Command {
     Add {
         client: String,
         exchange: u32,
-        examples: u64,
+        examples: Examples,
         // Boxed: the other commands are a few bytes.
         update: Box<Update>,
         reply: oneshot::Sender<Result<ModelReport, String>>,
@@ -103,7 +105,7 @@ impl Aggregator {
         &self,
         client: String,
         exchange: u32,
-        examples: u64,
+        examples: Examples,
         update: Update,
     ) -> Option<Result<ModelReport, String>> {
         let (reply, rx) = oneshot::channel();

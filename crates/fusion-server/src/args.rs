@@ -121,6 +121,10 @@ pub struct ServerArgs {
     /// Largest update accepted, in bytes [default: 4 GiB].
     #[arg(long)]
     pub max_update_bytes: Option<u64>,
+    /// Cap on the examples a client may declare at Join (its weight)
+    /// [default: none].
+    #[arg(long, env = "FUSION_MAX_EXAMPLES")]
+    pub max_examples: Option<u64>,
     /// Uploads received at once [default: 4].
     #[arg(long)]
     pub max_concurrent_uploads: Option<usize>,
@@ -179,6 +183,7 @@ impl ServerArgs {
         }
         set_opt!(
             min_updates,
+            max_examples,
             cold_start_strategy,
             tls_cert,
             tls_key,

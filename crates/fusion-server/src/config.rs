@@ -121,6 +121,10 @@ pub struct ServerConfig {
     pub chunk_bytes: usize,
     /// Largest update accepted, in bytes.
     pub max_update_bytes: u64,
+    /// Cap on the examples a client may declare at Join, and so on its
+    /// weight: Join counts are untrusted, and without a cap one client
+    /// can outweigh all others. Unset: no cap.
+    pub max_examples: Option<u64>,
     /// Updates received concurrently; more wait (HTTP/2 flow control holds
     /// them back), so memory stays bounded.
     pub max_concurrent_uploads: usize,
@@ -171,6 +175,7 @@ impl Default for ServerConfig {
             proximal_mu: 0.0,
             chunk_bytes: fusion_net::DEFAULT_CHUNK_BYTES,
             max_update_bytes: 4 << 30,
+            max_examples: None,
             max_concurrent_uploads: 4,
             client_timeout_secs: 60.0,
             poll_ms: 500,
@@ -202,6 +207,9 @@ impl ServerConfig {
         }
         if self.min_updates == Some(0) {
             return bad("min_updates must be at least 1".into());
+        }
+        if self.max_examples == Some(0) {
+            return bad("max_examples must be at least 1".into());
         }
         if !(self.fraction > 0.0 && self.fraction <= 1.0) {
             return bad(format!("fraction must be in (0, 1], got {}", self.fraction));

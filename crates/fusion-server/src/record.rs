@@ -9,8 +9,13 @@ use serde::{Deserialize, Serialize};
 pub struct ClientRound {
     /// Client id.
     pub client: String,
-    /// Examples behind the update (its weight).
+    /// Examples behind the update: its weight, the upload's claim capped
+    /// at the client's Join count.
     pub examples: u64,
+    /// What the upload claimed, when the server records it (absent in
+    /// records written before it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_examples: Option<u64>,
     /// Fraction of units the aligning strategy moved, per permutation
     /// (hidden layer). Empty for `fedavg`, all zeros when alignment found
     /// the identity.
@@ -28,7 +33,8 @@ pub struct RoundRecord {
     pub attempts: u32,
     /// Updates merged.
     pub clients: u32,
-    /// Examples behind them.
+    /// Examples behind them (their weights' sum, saturating: a sum of
+    /// untrusted counts must not wrap).
     pub examples: u64,
     /// Seconds from the round opening to the new model being saved.
     pub seconds: f64,

@@ -107,6 +107,8 @@ pub struct RoundState {
 /// The slot an upload holds while its bytes arrive.
 #[derive(Debug)]
 pub struct Ticket {
+    /// The update's example counts: claimed, and the weight it gets.
+    pub examples: Examples,
     /// The round it is for.
     pub round: u32,
     /// The try of the round.
@@ -119,6 +121,18 @@ pub struct Ticket {
     pub client: String,
     /// Where the update goes once verified.
     pub aggregator: Aggregator,
+}
+
+/// An update's example counts. The header's claim is untrusted: the weight
+/// the server uses is the claim capped at what the client declared at
+/// Join (itself capped by `max_examples`), so a client cannot outweigh the
+/// others by claiming more in an upload than it joined with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Examples {
+    /// What the upload's header claimed.
+    pub claimed: u64,
+    /// The weight used: `min(claimed, examples at Join)`.
+    pub used: u64,
 }
 
 impl RoundState {
@@ -294,12 +308,24 @@ impl RoundState {
         weights: &[pb::TensorMeta],
     ) -> Result<Ticket, (Status, &'static str)> {
         let client = header.client_id.clone();
-        if !self.clients.contains_key(&client) {
+        let Some(joined) = self.clients.get(&client).map(|c| c.examples) else {
             return Err((
                 Status::not_found(format!("client `{client}` has not joined; call Join first")),
                 "unknown_client",
             ));
+        };
+        if header.examples == 0 {
+            return Err((
+                Status::invalid_argument(
+                    "examples must be at least 1: it is the update's weight",
+                ),
+                "bad_examples",
+            ));
         }
+        let examples = Examples {
+            claimed: header.examples,
+            used: header.examples.min(joined),
+        };
         if header.round < self.round {
             return Err((
                 Status::aborted(format!(
@@ -405,6 +431,7 @@ impl RoundState {
             ));
         }
         Ok(Ticket {
+            examples,
             round,
             attempt: open.attempt,
             exchange: open.exchange,

@@ -461,7 +461,8 @@ impl Server {
             .zip(&aggregated.outcome.reports)
             .map(|((client, examples), report)| ClientRound {
                 client: client.clone(),
-                examples: *examples,
+                examples: examples.used,
+                claimed_examples: Some(examples.claimed),
                 moved: report
                     .moved
                     .iter()
@@ -478,7 +479,9 @@ impl Server {
             strategy: config.strategy_for(round).to_string(),
             attempts,
             clients: updates.len() as u32,
-            examples: updates.iter().map(|u| u.examples).sum(),
+            examples: updates
+                .iter()
+                .fold(0u64, |sum, u| sum.saturating_add(u.examples)),
             seconds: started.elapsed().as_secs_f64(),
             align_seconds: aggregated.seconds,
             test_loss,

@@ -135,6 +135,16 @@ impl pb::federation_server::Federation for FederationService {
                 )),
             ));
         }
+        // The weight this client's updates get: its declared count, capped.
+        let examples = s.config.max_examples.map_or(r.examples, |cap| r.examples.min(cap));
+        if examples < r.examples {
+            tracing::warn!(
+                client = %r.client_id,
+                declared = r.examples,
+                used = examples,
+                "client declares more examples than max_examples; its updates weigh max_examples"
+            );
+        }
         {
             let mut state = s.lock();
             let now = Instant::now();
@@ -143,11 +153,11 @@ impl pb::federation_server::Federation for FederationService {
                     .clients
                     .entry(r.client_id.clone())
                     .or_insert(crate::rounds::ClientEntry {
-                        examples: r.examples,
+                        examples,
                         last_seen: now,
                         told_finished: false,
                     });
-            entry.examples = r.examples;
+            entry.examples = examples;
             entry.last_seen = now;
             let live = state.live(now, s.config.client_timeout()).len();
             s.metrics.live_clients.set(live as i64);
@@ -283,13 +293,29 @@ impl pb::federation_server::Federation for FederationService {
         s.metrics
             .bytes_in
             .inc_by(received.payload.bytes.len() as u64);
-        let (params, statistics) = received.payload.to_update().map_err(wire)?;
+        let (params, mut statistics) = received.payload.to_update().map_err(wire)?;
         let client = slot.ticket.client.clone();
-        let examples = header.examples.max(1);
+        let examples = slot.ticket.examples;
+        if examples.used < examples.claimed {
+            // Statistics are sums over the claimed examples; scaled to the
+            // capped weight, a client's influence is that weight. The Gram
+            // check still sees the claimed count (its bias entry, scaled
+            // alike, must equal the weight used).
+            let scale = examples.used as f64 / examples.claimed as f64;
+            for tensor in statistics.values_mut() {
+                tensor.data_mut().iter_mut().for_each(|v| *v *= scale);
+            }
+            tracing::warn!(
+                client = %client,
+                claimed = examples.claimed,
+                used = examples.used,
+                "update claims more examples than the client joined with; weighted by the Join count"
+            );
+        }
         let update = Update {
             client: Some(client.clone()),
             params: slot.ticket.send_weights.then_some(params),
-            weight: examples as f64,
+            weight: examples.used as f64,
             statistics,
         };
         match slot
@@ -332,7 +358,7 @@ impl pb::federation_server::Federation for FederationService {
             %client,
             round = slot.ticket.round,
             exchange = slot.ticket.exchange,
-            examples = header.examples,
+            examples = examples.used,
             "update merged"
         );
         Ok(Response::new(pb::UploadReply {

@@ -7,3 +7,4 @@ mod refinement;
 mod refusals;
 mod statistics;
 mod tls_refusals;
+mod weights;
