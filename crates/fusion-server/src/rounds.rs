@@ -316,9 +316,7 @@ impl RoundState {
         };
         if header.examples == 0 {
             return Err((
-                Status::invalid_argument(
-                    "examples must be at least 1: it is the update's weight",
-                ),
+                Status::invalid_argument("examples must be at least 1: it is the update's weight"),
                 "bad_examples",
             ));
         }

@@ -136,7 +136,10 @@ impl pb::federation_server::Federation for FederationService {
             ));
         }
         // The weight this client's updates get: its declared count, capped.
-        let examples = s.config.max_examples.map_or(r.examples, |cap| r.examples.min(cap));
+        let examples = s
+            .config
+            .max_examples
+            .map_or(r.examples, |cap| r.examples.min(cap));
         if examples < r.examples {
             tracing::warn!(
                 client = %r.client_id,
@@ -272,7 +275,6 @@ impl pb::federation_server::Federation for FederationService {
             .await
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
-        let header = assembler.header().clone();
         loop {
             match stream.message().await {
                 Ok(Some(chunk)) => assembler.push(chunk).map_err(wire)?,

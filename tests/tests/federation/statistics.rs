@@ -352,3 +352,37 @@ async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_of_an_update_claiming_more_than_its_join_count_weigh_the_join_count() {
+    let dir = scratch("stats-capped");
+    let mut config = server_config(dir.join("state"));
+    config.rounds = 1;
+    config.min_clients = 1;
+    config.init = Init::Clients;
+    config.strategy = StrategyKind::Regmean;
+    let model = initial_global(&config);
+    let server = RunningServer::start(config, None);
+    let mut rpc = raw_client(&server.http_url(), &ClientTls::default(), None);
+    // Joined with 40 examples; the upload claims 100 and its Gram
+    // matrices sum 100 examples. Scaled to the weight used (40), they
+    // pass the count check, which unscaled they would fail.
+    join(&mut rpc, "c0", 40, &model).await;
+    let order = wait_for_order(&mut rpc, "c0").await;
+    let stats = statistics(&model, &order.statistics);
+    upload(&mut rpc, chunks(Some(&model), &stats, 0))
+        .await
+        .expect("merged at the Join count");
+    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
+        .await
+        .expect("join")
+        .expect("server finished");
+    let update = &summary.records[0].updates[0];
+    assert_eq!((update.examples, update.claimed_examples), (40, Some(100)));
+    for (name, t) in summary.global.iter() {
+        let want = model.get(name).expect("same layout");
+        for (a, b) in t.data().iter().zip(want.data()) {
+            assert!((a - b).abs() < 1e-5, "{name}: {a} vs {b}");
+        }
+    }
+}

@@ -45,16 +45,22 @@ async fn upload_claims_cannot_outweigh_the_join_count() {
         assert_eq!(wait_for_train(&mut rpc, id).await, 1);
     }
 
-    let s = upload(&mut rpc, honest_chunks(&filled(&model, 5.0), 1, "honest", 0))
-        .await
-        .expect_err("zero examples");
+    let s = upload(
+        &mut rpc,
+        honest_chunks(&filled(&model, 5.0), 1, "honest", 0),
+    )
+    .await
+    .expect_err("zero examples");
     assert_eq!(s.code(), Code::InvalidArgument);
     assert!(s.message().contains("examples must be at least 1"), "{s:?}");
 
     for (id, _, claimed, value) in clients {
-        upload(&mut rpc, honest_chunks(&filled(&model, value), 1, id, claimed))
-            .await
-            .expect("merged");
+        upload(
+            &mut rpc,
+            honest_chunks(&filled(&model, value), 1, id, claimed),
+        )
+        .await
+        .expect("merged");
     }
     let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
         .await
