@@ -8,7 +8,9 @@
 #      polls /status.json), and we keep the rendered DOM and a screenshot;
 #   4. the DOM must show the round count "3 / 4", a row per saved round
 #      with its test accuracy from rounds.jsonl to four decimals, and both
-#      curves with a point per round.
+#      curves with a point per round; a client that joined the resumed
+#      server with HTML in its id must appear as that text, not as markup
+#      (no element, no script run).
 # The screenshot is kept at target/ci-artifacts/status-page.png.
 #
 #   tests/browser/status-page.sh [BIN_DIR]   (default target/debug, which
@@ -27,8 +29,10 @@ out=target/ci-artifacts
 mkdir -p "$out"
 work=$(mktemp -d)
 server_pid=
+client_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -n "$client_pid" ] && kill "$client_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -42,20 +46,21 @@ grpc=$(free_port)
 http=$(free_port)
 server() {
   "$bin/fusion-server" --listen "127.0.0.1:$grpc" --state-dir "$work/state" \
-    --min-clients 1 --model mlp:64 --test-data embedded --poll-ms 50 \
+    --model mlp:64 --test-data embedded --poll-ms 50 \
     --finish-grace 1 --metrics-listen "127.0.0.1:$http" "$@"
 }
 
 # 1. Two rounds with one client; both exit.
-server --rounds 2 >"$work/server-1.log" 2>&1 &
+server --rounds 2 --min-clients 1 >"$work/server-1.log" 2>&1 &
 server_pid=$!
 "$bin/fusion-client" --server "http://127.0.0.1:$grpc" --shard 0/10 --model mlp:64 \
   --give-up-after 60 >"$work/client.log" 2>&1 || fail "the client failed"
 wait "$server_pid" || fail "the first server run failed"
 server_pid=
 
-# 2. Resumed for 4 rounds: waits in round 3 (its only client is gone).
-server --rounds 4 >"$work/server-2.log" 2>&1 &
+# 2. Resumed for 4 rounds: waits in round 3 for two clients, of which
+#    only one comes, with markup in its id.
+server --rounds 4 --min-clients 2 >"$work/server-2.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   answered=$(python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$http/healthz', timeout=1); print('up')" 2>/dev/null || true)
@@ -63,6 +68,16 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ "${answered:-}" = up ] || fail "the resumed server never answered /healthz"
+hostile='<img src=x onerror="document.title=1">&amp;'
+"$bin/fusion-client" --server "http://127.0.0.1:$grpc" --shard 1/10 --model mlp:64 \
+  --client-id "$hostile" --give-up-after 60 >"$work/client-2.log" 2>&1 &
+client_pid=$!
+for _ in $(seq 1 100); do
+  seen=$(python3 -c "import json,urllib.request; print(len(json.load(urllib.request.urlopen('http://127.0.0.1:$http/status.json', timeout=1))['clients']))" 2>/dev/null || true)
+  [ "$seen" = 1 ] && break
+  sleep 0.1
+done
+[ "${seen:-}" = 1 ] || fail "the client with markup in its id never joined"
 
 # 3. The page in chromium: its script fetches /status.json and renders.
 flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars
@@ -74,8 +89,8 @@ flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scro
 cp "$work/dom.html" "$out/status-page.html"
 
 # 4. What it rendered must be the running server's state.
-python3 - "$work/dom.html" "$work/state/rounds.jsonl" "$out/status-page.png" <<'PY'
-import json, re, sys
+python3 - "$work/dom.html" "$work/state/rounds.jsonl" "$out/status-page.png" "$hostile" <<'PY'
+import html, json, re, sys
 dom = open(sys.argv[1]).read()
 records = [json.loads(line) for line in open(sys.argv[2])]
 png = open(sys.argv[3], "rb").read()
@@ -87,7 +102,13 @@ def text(element_id):
 
 assert len(records) == 2, f"rounds.jsonl holds {len(records)} rounds, expected 2"
 assert text("round") == "3 / 4", f"the page shows round {text('round')!r}, the server is in round 3 of 4"
-assert text("clients") == "0", f"clients seen {text('clients')!r}; the resumed server has seen none"
+assert text("clients") == "1", f"clients seen {text('clients')!r}; one client joined the resumed server"
+hostile = sys.argv[4]
+clients = re.search(r'<table id="clientlist">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
+cell = re.findall(r"<td>(.*?)</td>", clients)[0]
+assert html.unescape(cell) == hostile, f"the client id renders as {cell!r}, expected the text {hostile!r}"
+assert "<img" not in dom, "the client id was inserted as markup"
+assert re.search(r"<title>Fusion server</title>", dom), "a script in the client id ran"
 body = re.search(r'<table id="rounds">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
 rendered = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
 expected = [[str(r["round"]), "1", f"{r['test_acc']:.4f}"] for r in records]

@@ -42,3 +42,4 @@ pub use metrics::Metrics;
 pub use record::{ClientRound, RefinementRecord, RoundRecord};
 pub use server::{RunSummary, Server};
 pub use state_dir::{StateDir, write_atomic};
+pub use status_page::CONTENT_SECURITY_POLICY;

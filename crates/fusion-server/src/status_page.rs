@@ -1,8 +1,12 @@
 //! The operator's HTTP side: a live, read-only status page (`/`), the
 //! JSON it polls (`/status.json`), Prometheus text (`/metrics`) and a
 //! health probe (`/healthz`) for container health checks and Kubernetes
-//! probes. The page is one HTML file compiled into the binary: no npm, no
-//! assets.
+//! probes. The page (HTML, its script and its style sheet) is compiled
+//! into the binary: no npm, no assets on disk.
+//!
+//! The page shows strings clients chose (their ids), so it is served with
+//! a Content-Security-Policy that allows no inline script and no other
+//! origin, and its script writes every value as text, never as HTML.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,8 +16,28 @@ use serde_json::json;
 
 use crate::service::Shared;
 
-/// The page; it polls `/status.json` every two seconds and redraws.
+/// The page; its script polls `/status.json` every two seconds and redraws.
 const PAGE: &str = include_str!("status_page.html");
+/// The page's script, its own file so that the policy can forbid inline
+/// script.
+const SCRIPT: &str = include_str!("status_page.js");
+/// The page's style sheet.
+const STYLE: &str = include_str!("status_page.css");
+
+/// What the page may load: its own script, style sheet and JSON, nothing
+/// inline, nothing from elsewhere, and no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
+
+/// Headers of every static part of the page.
+fn static_headers(content_type: &'static str) -> [(&'static str, &'static str); 3] {
+    [
+        ("content-type", content_type),
+        ("content-security-policy", CONTENT_SECURITY_POLICY),
+        ("x-content-type-options", "nosniff"),
+    ]
+}
 
 /// The run's state as JSON: round, clients seen, updates accepted and
 /// refused by reason, and every completed round's record.
@@ -81,7 +105,15 @@ pub async fn serve(
     let app = axum::Router::new()
         .route(
             "/",
-            get(|| async { ([("content-type", "text/html; charset=utf-8")], PAGE) }),
+            get(|| async { (static_headers("text/html; charset=utf-8"), PAGE) }),
+        )
+        .route(
+            "/status.js",
+            get(|| async { (static_headers("text/javascript; charset=utf-8"), SCRIPT) }),
+        )
+        .route(
+            "/status.css",
+            get(|| async { (static_headers("text/css; charset=utf-8"), STYLE) }),
         )
         .route(
             "/status.json",
@@ -89,7 +121,10 @@ pub async fn serve(
                 let shared = for_status.clone();
                 async move {
                     (
-                        [("content-type", "application/json")],
+                        [
+                            ("content-type", "application/json"),
+                            ("x-content-type-options", "nosniff"),
+                        ],
                         status_json(&shared).to_string(),
                     )
                 }

@@ -118,6 +118,23 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
         page.contains("text/html") && page.contains("Fusion server"),
         "{page}"
     );
+    // Client ids are shown on it: no inline script may run, and the
+    // script comes as its own file under the same policy.
+    let policy = format!(
+        "content-security-policy: {}",
+        fusion_server::CONTENT_SECURITY_POLICY
+    );
+    assert!(page.to_ascii_lowercase().contains(&policy), "{page}");
+    assert!(!page.contains("<script>"), "inline script: {page}");
+    let script = get(metrics_port, "/status.js");
+    assert!(
+        script.starts_with("HTTP/1.1 200")
+            && script.contains("text/javascript")
+            && script.contains("textContent")
+            && !script.contains("innerHTML"),
+        "{script}"
+    );
+    assert!(get(metrics_port, "/status.css").contains("text/css"));
     let health = get(metrics_port, "/healthz");
     assert!(
         health.starts_with("HTTP/1.1 200") && health.contains("ok round 1 of 1"),
