@@ -27,6 +27,7 @@ mod aggregator;
 mod args;
 mod config;
 mod error;
+mod input;
 mod metrics;
 mod record;
 mod rounds;

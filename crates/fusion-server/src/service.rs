@@ -12,6 +12,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::ServerConfig;
+use crate::input::{check_client_id, check_spec_hash};
 use crate::metrics::Metrics;
 use crate::rounds::{RoundState, Ticket};
 
@@ -112,12 +113,8 @@ impl pb::federation_server::Federation for FederationService {
                 )),
             ));
         }
-        if r.client_id.is_empty() || r.client_id.len() > 128 {
-            return Err(s.refuse(
-                "bad_join",
-                Status::invalid_argument("client_id must be 1 to 128 characters"),
-            ));
-        }
+        check_client_id(&r.client_id).map_err(|status| s.refuse("bad_join", status))?;
+        check_spec_hash(&r.spec_hash).map_err(|status| s.refuse("bad_join", status))?;
         if r.examples == 0 {
             return Err(s.refuse(
                 "bad_join",
@@ -182,6 +179,7 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let s = &self.shared;
         let client = request.into_inner().client_id;
+        check_client_id(&client)?;
         let reply = {
             let mut state = s.lock();
             let now = Instant::now();
@@ -204,6 +202,7 @@ impl pb::federation_server::Federation for FederationService {
     ) -> Result<Response<ChunkStream>, Status> {
         let s = &self.shared;
         let r = request.into_inner();
+        check_client_id(&r.client_id)?;
         let global = {
             let mut state = s.lock();
             if !state.touch(&r.client_id, Instant::now()) {
@@ -254,6 +253,7 @@ impl pb::federation_server::Federation for FederationService {
         let Some(pb::chunk::Part::Header(header)) = &first.part else {
             return Err(wire(fusion_net::WireError::MissingHeader));
         };
+        check_client_id(&header.client_id).map_err(|status| s.refuse("malformed", status))?;
         // The round, the exchange and the manifests (weights and
         // statistics) must be what the open exchange asks for before
         // anything is allocated for the payload, so a hostile header cannot

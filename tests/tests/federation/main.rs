@@ -3,6 +3,7 @@
 
 mod end_to_end;
 mod faults;
+mod names;
 mod refinement;
 mod refusals;
 mod statistics;
