@@ -3,6 +3,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::error::WireError;
+use crate::header::check_header_text;
 use crate::payload::{Payload, hex, payload_bytes};
 use crate::{MAX_CHUNK_BYTES, pb};
 
@@ -35,6 +36,7 @@ impl Assembler {
             Some(pb::chunk::Part::Header(h)) => h,
             _ => return Err(WireError::MissingHeader),
         };
+        check_header_text(&header)?;
         let manifest = payload_bytes(&header.manifest, &header.statistics)?;
         if manifest != header.payload_bytes {
             return Err(WireError::HeaderSize {

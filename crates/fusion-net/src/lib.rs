@@ -22,6 +22,7 @@ mod certs;
 mod chunks;
 mod connect;
 mod error;
+mod header;
 mod payload;
 mod tls;
 
@@ -36,6 +37,7 @@ pub use certs::{DevCertificates, PemPair};
 pub use chunks::{Assembler, Received};
 pub use connect::{FederationClient, connect};
 pub use error::WireError;
+pub use header::{MAX_TENSOR_NAME_BYTES, check_header_text};
 pub use payload::{
     F32, F64, Payload, check_manifest, manifest_bytes, manifest_hash, payload_bytes, sha256_hex,
 };

@@ -254,6 +254,8 @@ impl pb::federation_server::Federation for FederationService {
             return Err(wire(fusion_net::WireError::MissingHeader));
         };
         check_client_id(&header.client_id).map_err(|status| s.refuse("malformed", status))?;
+        // Names, dtypes and the hash are echoed by the checks below.
+        fusion_net::check_header_text(header).map_err(wire)?;
         // The round, the exchange and the manifests (weights and
         // statistics) must be what the open exchange asks for before
         // anything is allocated for the payload, so a hostile header cannot

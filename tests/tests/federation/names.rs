@@ -56,6 +56,20 @@ async fn ids_with_control_characters_and_oversized_hashes_are_refused() {
     assert_eq!(s.code(), Code::InvalidArgument);
     assert!(s.message().contains("control characters"), "{s:?}");
 
+    // Tensor names in an upload's manifest are echoed by the manifest
+    // check: they are refused by position, not repeated.
+    let mut chunks = honest_chunks(&model, 1, "c0", 10);
+    if let Some(pb::chunk::Part::Header(h)) = &mut chunks[0].part {
+        h.manifest[0].name = format!("layers.0.weight\nERROR {}", "x".repeat(1 << 20));
+    }
+    let s = upload(&mut rpc, chunks).await.expect_err("hostile name");
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(
+        s.message().contains("manifest entry 0") && s.message().len() < 300,
+        "{}",
+        &s.message()[..s.message().len().min(300)]
+    );
+
     // A well-formed Join still works, and nothing of the above registered.
     rpc.join(join("c0", &hash)).await.expect("good join");
     let status = rpc
