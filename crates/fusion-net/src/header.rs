@@ -4,6 +4,7 @@
 //! with megabytes or with newlines that forge log lines.
 
 use crate::error::WireError;
+use crate::payload::is_sha256_hex;
 use crate::pb;
 
 /// Longest tensor name in a manifest, in bytes. PyTorch state-dict keys
@@ -38,8 +39,7 @@ pub fn check_header_text(header: &pb::Header) -> Result<(), WireError> {
             }
         }
     }
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if header.sha256.len() != 64 || !header.sha256.bytes().all(hex) {
+    if !is_sha256_hex(&header.sha256) {
         return Err(WireError::Manifest(format!(
             "sha256 must be 64 lowercase hex digits, got {} bytes",
             header.sha256.len()

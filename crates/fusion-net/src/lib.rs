@@ -39,7 +39,8 @@ pub use connect::{FederationClient, connect};
 pub use error::WireError;
 pub use header::{MAX_TENSOR_NAME_BYTES, check_header_text};
 pub use payload::{
-    F32, F64, Payload, check_manifest, manifest_bytes, manifest_hash, payload_bytes, sha256_hex,
+    F32, F64, Payload, check_manifest, is_sha256_hex, manifest_bytes, manifest_hash, payload_bytes,
+    sha256_hex,
 };
 pub use tls::{ClientTls, ServerTls};
 

@@ -31,8 +31,7 @@ pub fn check_client_id(id: &str) -> Result<(), Status> {
 /// `fusion_net::manifest_hash` writes it. Only then is it compared or
 /// echoed.
 pub fn check_spec_hash(hash: &str) -> Result<(), Status> {
-    let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    if hash.len() != 64 || !hash.bytes().all(hex) {
+    if !fusion_net::is_sha256_hex(hash) {
         return Err(Status::invalid_argument(format!(
             "spec_hash must be a SHA-256 as 64 lowercase hex digits, got {} bytes",
             hash.len()

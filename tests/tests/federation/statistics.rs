@@ -98,9 +98,19 @@ fn chunks(
     update_from("c0", weights, stats, exchange)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes() {
-    let dir = scratch("stats-refusals");
+/// A one-round RegMean server with one raw client `c0` joined with
+/// `examples`, asked for exchange 0: the server, the client, the global
+/// model and the order.
+async fn one_regmean_client(
+    name: &str,
+    examples: u64,
+) -> (
+    RunningServer,
+    fusion_net::FederationClient,
+    ParamSet,
+    pb::HeartbeatReply,
+) {
+    let dir = scratch(name);
     let mut config = server_config(dir.join("state"));
     config.rounds = 1;
     config.min_clients = 1;
@@ -109,8 +119,14 @@ async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes(
     let model = initial_global(&config);
     let server = RunningServer::start(config, None);
     let mut rpc = raw_client(&server.http_url(), &ClientTls::default(), None);
-    join(&mut rpc, "c0", 100, &model).await;
+    join(&mut rpc, "c0", examples, &model).await;
     let order = wait_for_order(&mut rpc, "c0").await;
+    (server, rpc, model, order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes() {
+    let (server, mut rpc, model, order) = one_regmean_client("stats-refusals", 100).await;
     let layers: Vec<String> = linear_chain(&model)
         .expect("chain")
         .into_iter()
@@ -355,20 +371,10 @@ async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statistics_of_an_update_claiming_more_than_its_join_count_weigh_the_join_count() {
-    let dir = scratch("stats-capped");
-    let mut config = server_config(dir.join("state"));
-    config.rounds = 1;
-    config.min_clients = 1;
-    config.init = Init::Clients;
-    config.strategy = StrategyKind::Regmean;
-    let model = initial_global(&config);
-    let server = RunningServer::start(config, None);
-    let mut rpc = raw_client(&server.http_url(), &ClientTls::default(), None);
     // Joined with 40 examples; the upload claims 100 and its Gram
     // matrices sum 100 examples. Scaled to the weight used (40), they
     // pass the count check, which unscaled they would fail.
-    join(&mut rpc, "c0", 40, &model).await;
-    let order = wait_for_order(&mut rpc, "c0").await;
+    let (server, mut rpc, model, order) = one_regmean_client("stats-capped", 40).await;
     let stats = statistics(&model, &order.statistics);
     upload(&mut rpc, chunks(Some(&model), &stats, 0))
         .await

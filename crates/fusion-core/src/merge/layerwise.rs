@@ -116,9 +116,7 @@ impl LayerwiseAggregation<'_> {
         self.solved = self.layer + 1;
         Ok(())
     }
-}
 
-impl LayerwiseAggregation<'_> {
     /// With alignment, at the end of exchange 0: aligns the held models,
     /// folds them into the average and their layer-0 cross terms into the
     /// system, and records how far each moved.
