@@ -15,6 +15,10 @@ use crate::record::RoundRecord;
 const ROUND_KEY: &str = "fusion.round";
 /// Metadata key of the run id.
 const RUN_KEY: &str = "fusion.run_id";
+/// Metadata key of the completed round's record (its `rounds.jsonl` line),
+/// so the checkpoint alone is the commit: a line lost to a crash between
+/// the two writes is restored from it on resume.
+const RECORD_KEY: &str = "fusion.round_record";
 
 /// What a restarted server picks up.
 #[derive(Clone, Debug)]
@@ -27,26 +31,34 @@ pub struct Resumed {
     pub global: ParamSet,
     /// Records already written.
     pub records: Vec<RoundRecord>,
+    /// Whether the last round's line was missing from `rounds.jsonl` (the
+    /// server stopped between its two writes) and was restored from the
+    /// checkpoint.
+    pub restored_record: bool,
 }
 
 /// `global.safetensors` (the model after the last completed round, with the
-/// round number inside its own header) and `rounds.jsonl` (one line per
-/// round). The model file is the commit point: it is written first, and on
-/// resume its embedded round number is the truth; a round line missing
-/// because of a crash between the two writes is reported, not guessed.
+/// round number and the round's record inside its own header) and
+/// `rounds.jsonl` (one line per round). The model file is the commit
+/// point: it is written first, and on resume it is the truth; a round line
+/// missing because of a crash between the two writes is restored from the
+/// record it carries, so model and log always agree after a resume.
 #[derive(Clone, Debug)]
 pub struct StateDir {
     path: PathBuf,
 }
 
 impl StateDir {
-    /// Opens (creating) the directory.
+    /// Opens the directory. It is created at the first commit, not here,
+    /// so a server that fails to start leaves nothing behind; a path that
+    /// exists but is not a directory is refused now.
     pub fn open(path: &Path) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(path).map_err(|source| ServerError::Io {
-            what: "state dir",
-            path: path.to_owned(),
-            source,
-        })?;
+        if path.exists() && !path.is_dir() {
+            return Err(ServerError::State(format!(
+                "{} exists and is not a directory",
+                path.display()
+            )));
+        }
         Ok(Self {
             path: path.to_owned(),
         })
@@ -89,20 +101,35 @@ impl StateDir {
             .ok_or_else(|| unusable(format!("no `{ROUND_KEY}` in its metadata")))?;
         let run_id = metadata.get(RUN_KEY).cloned().unwrap_or_default();
         let global = ParamSet::from_safetensors(&bytes).map_err(|e| unusable(e.to_string()))?;
-        let records = self.records()?;
-        if let Some(last) = records.last()
-            && last.round > round
-        {
+        let mut records = self.records()?;
+        let last = records.last().map_or(0, |r| r.round);
+        if last > round {
             return Err(unusable(format!(
-                "rounds.jsonl records round {} but the model completes round {round}",
-                last.round
+                "rounds.jsonl records round {last} but the model completes round {round}"
             )));
+        }
+        let mut restored_record = false;
+        if last < round
+            && let Some(text) = metadata.get(RECORD_KEY)
+        {
+            let record: RoundRecord = serde_json::from_str(text)
+                .map_err(|e| unusable(format!("its `{RECORD_KEY}` is unreadable: {e}")))?;
+            if record.round != round {
+                return Err(unusable(format!(
+                    "its `{RECORD_KEY}` is for round {}, but the model completes round {round}",
+                    record.round
+                )));
+            }
+            self.append_record(&record)?;
+            records.push(record);
+            restored_record = true;
         }
         Ok(Some(Resumed {
             round,
             run_id,
             global,
             records,
+            restored_record,
         }))
     }
 
@@ -131,22 +158,48 @@ impl StateDir {
             .collect()
     }
 
-    /// Saves a completed round: the model (commit point), then the log with
-    /// the new line. Each file is replaced atomically.
+    /// Saves a completed round: the model with the round's record in its
+    /// metadata (the commit point), then the log with the new line. Each
+    /// file is replaced atomically; a crash between the two is repaired by
+    /// the next [`StateDir::resume`].
     pub fn commit(
         &self,
         run_id: &str,
         global: &ParamSet,
         record: &RoundRecord,
     ) -> Result<(), ServerError> {
+        std::fs::create_dir_all(&self.path).map_err(|source| ServerError::Io {
+            what: "state dir",
+            path: self.path.clone(),
+            source,
+        })?;
+        self.write_checkpoint(run_id, global, record)?;
+        self.append_record(record)
+    }
+
+    /// Replaces `global.safetensors` with `global`, its round, run id and
+    /// round record in the metadata.
+    fn write_checkpoint(
+        &self,
+        run_id: &str,
+        global: &ParamSet,
+        record: &RoundRecord,
+    ) -> Result<(), ServerError> {
+        let line = serde_json::to_string(record)
+            .map_err(|e| ServerError::State(format!("cannot encode the round record: {e}")))?;
         let metadata = HashMap::from([
             (ROUND_KEY.to_owned(), record.round.to_string()),
             (RUN_KEY.to_owned(), run_id.to_owned()),
+            (RECORD_KEY.to_owned(), line),
         ]);
         let bytes = global
             .to_safetensors_with_metadata(Some(metadata))
             .map_err(|e| ServerError::State(format!("cannot encode the global model: {e}")))?;
-        write_atomic(&self.global_path(), &bytes)?;
+        write_atomic(&self.global_path(), &bytes)
+    }
+
+    /// Rewrites `rounds.jsonl` with `record` as its last line.
+    fn append_record(&self, record: &RoundRecord) -> Result<(), ServerError> {
         let mut log = match std::fs::read(self.rounds_path()) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -245,6 +298,30 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+
+        // A stop between the two writes of round 3: the checkpoint has
+        // it, the log does not. Resume restores the line, once.
+        let m3 = fusion_core::synthetic::random_mlp(&[3, 4, 2], 3);
+        state
+            .write_checkpoint("run", &m3, &record(3))
+            .expect("checkpoint 3");
+        assert_eq!(state.records().expect("log").len(), 2);
+        let resumed = state.resume().expect("reads").expect("has state");
+        assert!(resumed.restored_record);
+        assert_eq!((resumed.round, resumed.global.clone()), (3, m3));
+        let rounds: Vec<u32> = state
+            .records()
+            .expect("log")
+            .iter()
+            .map(|r| r.round)
+            .collect();
+        assert_eq!(rounds, [1, 2, 3], "the line is back in the file");
+        let again = state.resume().expect("reads").expect("has state");
+        assert!(
+            !again.restored_record,
+            "restored once, not on every restart"
+        );
+        assert_eq!(again.records.len(), 3);
 
         std::fs::write(state.rounds_path(), "{not json\n").expect("corrupt");
         let err = state.resume().expect_err("corrupt log").to_string();
