@@ -136,6 +136,14 @@ impl RunningServer {
             .recv_timeout(timeout)
             .expect("server finished within the timeout")
     }
+    /// From async code: waits (off the async threads) up to `timeout` for
+    /// the run to end by itself, and for it to have ended well.
+    pub async fn finished(self, timeout: Duration) -> RunSummary {
+        tokio::task::spawn_blocking(move || self.wait(timeout))
+            .await
+            .expect("waiting task")
+            .expect("server finished cleanly")
+    }
 }
 
 /// A client configuration for tests: small model, one quick epoch.
@@ -158,46 +166,80 @@ pub fn raw_client(url: &str, tls: &ClientTls, token: Option<&str>) -> Federation
     fusion_net::connect(url, tls, BearerToken::new(token.map(str::to_owned))).expect("connect")
 }
 
+/// A client id and the session secret its Join was given, which the
+/// server wants on every later call under that id.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    /// The client id.
+    pub id: String,
+    /// `JoinReply.session`.
+    pub session: String,
+}
+
+impl Joined {
+    /// A client that never joined (or lost its session): for tests of
+    /// refusals.
+    pub fn forged(id: &str, session: &str) -> Self {
+        Self {
+            id: id.into(),
+            session: session.into(),
+        }
+    }
+}
+
 /// Joins as `id` with `examples` and the manifest of `model`.
-pub async fn join(rpc: &mut FederationClient, id: &str, examples: u64, model: &ParamSet) {
+pub async fn join(rpc: &mut FederationClient, id: &str, examples: u64, model: &ParamSet) -> Joined {
     let manifest = Payload::from_params(model).expect("payload").manifest;
-    rpc.join(pb::JoinRequest {
-        protocol_version: fusion_net::PROTOCOL_VERSION,
-        client_id: id.into(),
-        examples,
-        spec_hash: fusion_net::manifest_hash(&manifest),
+    let reply = rpc
+        .join(pb::JoinRequest {
+            protocol_version: fusion_net::PROTOCOL_VERSION,
+            client_id: id.into(),
+            examples,
+            spec_hash: fusion_net::manifest_hash(&manifest),
+        })
+        .await
+        .expect("join accepted")
+        .into_inner();
+    Joined {
+        id: id.into(),
+        session: reply.session,
+    }
+}
+
+/// A heartbeat from `client`.
+pub async fn heartbeat(
+    rpc: &mut FederationClient,
+    client: &Joined,
+) -> Result<pb::HeartbeatReply, tonic::Status> {
+    rpc.heartbeat(pb::HeartbeatRequest {
+        client_id: client.id.clone(),
+        session: client.session.clone(),
     })
     .await
-    .expect("join accepted");
+    .map(|r| r.into_inner())
 }
 
-/// Polls until the server tells `id` to train; returns the round.
-pub async fn wait_for_train(rpc: &mut FederationClient, id: &str) -> u32 {
-    wait_for_order(rpc, id).await.round
+/// Polls until the server tells `client` to train; returns the round.
+pub async fn wait_for_train(rpc: &mut FederationClient, client: &Joined) -> u32 {
+    wait_for_order(rpc, client).await.round
 }
 
-/// Polls until the server tells `id` to train; returns the whole order
-/// (round, exchange, statistics asked for).
-pub async fn wait_for_order(rpc: &mut FederationClient, id: &str) -> pb::HeartbeatReply {
-    wait_for_exchange(rpc, id, 0).await
+/// Polls until the server tells `client` to train; returns the whole
+/// order (round, exchange, statistics asked for).
+pub async fn wait_for_order(rpc: &mut FederationClient, client: &Joined) -> pb::HeartbeatReply {
+    wait_for_exchange(rpc, client, 0).await
 }
 
-/// Polls until the server asks `id` for `exchange` of its round (exchange
-/// 0 trains; later ones compute statistics); returns the order.
+/// Polls until the server asks `client` for `exchange` of its round
+/// (exchange 0 trains; later ones compute statistics); returns the order.
 pub async fn wait_for_exchange(
     rpc: &mut FederationClient,
-    id: &str,
+    client: &Joined,
     exchange: u32,
 ) -> pb::HeartbeatReply {
     let start = Instant::now();
     loop {
-        let reply = rpc
-            .heartbeat(pb::HeartbeatRequest {
-                client_id: id.into(),
-            })
-            .await
-            .expect("heartbeat")
-            .into_inner();
+        let reply = heartbeat(rpc, client).await.expect("heartbeat");
         let due =
             reply.action == pb::Action::Train as i32 || reply.action == pb::Action::Compute as i32;
         if due && reply.exchange == exchange {
@@ -221,12 +263,24 @@ pub async fn upload(
         .map(|r| r.into_inner())
 }
 
-/// The chunks of an honest upload of `model` for `round` from `id`.
-pub fn honest_chunks(model: &ParamSet, round: u32, id: &str, examples: u64) -> Vec<pb::Chunk> {
+/// The header of an upload of `payload` for `round` from `client`.
+pub fn header(payload: &Payload, round: u32, client: &Joined, examples: u64) -> pb::Header {
+    let mut header = payload.header(round, &client.id, examples);
+    header.session = client.session.clone();
+    header
+}
+
+/// The chunks of an honest upload of `model` for `round` from `client`.
+pub fn honest_chunks(
+    model: &ParamSet,
+    round: u32,
+    client: &Joined,
+    examples: u64,
+) -> Vec<pb::Chunk> {
     let payload = Payload::from_params(model).expect("payload");
     payload
         .chunks(
-            payload.header(round, id, examples),
+            header(&payload, round, client, examples),
             fusion_net::MIN_CHUNK_BYTES,
         )
         .collect()

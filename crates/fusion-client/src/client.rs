@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use fusion_core::{ParamSet, StatisticTensor};
 use fusion_data::Dataset;
 use fusion_models::Mlp;
-use fusion_net::{Assembler, FederationClient, PROTOCOL_VERSION, Payload, manifest_hash, pb};
+use fusion_net::{
+    Assembler, FederationClient, LogSafe, PROTOCOL_VERSION, Payload, manifest_hash, pb,
+};
 use tonic::{Code, Status};
 
 use crate::backoff::Backoff;
@@ -62,6 +64,9 @@ struct Session {
     backoff: Backoff,
     unreachable_since: Option<Instant>,
     spec_hash: String,
+    /// The secret of this client's latest Join, carried by every later
+    /// call: it proves those calls come from the process that joined.
+    secret: String,
     chunk_bytes: usize,
     poll: Duration,
     /// A trained update not yet accepted, kept so a retry after a
@@ -90,6 +95,7 @@ pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSumma
         rpc,
         unreachable_since: None,
         spec_hash,
+        secret: String::new(),
         chunk_bytes: fusion_net::DEFAULT_CHUNK_BYTES,
         poll: Duration::from_millis(500),
         pending: None,
@@ -107,20 +113,19 @@ impl Session {
                 continue;
             }
             loop {
-                let reply = match self
-                    .rpc
-                    .heartbeat(pb::HeartbeatRequest {
-                        client_id: self.config.client_id.clone(),
-                    })
-                    .await
-                {
-                    Ok(r) => r.into_inner(),
-                    Err(status) => match self.react(status).await? {
-                        Reaction::Retry => continue,
-                        Reaction::Rejoin => break,
-                        Reaction::Fatal(e) => return Err(e),
-                    },
+                let request = pb::HeartbeatRequest {
+                    client_id: self.config.client_id.clone(),
+                    session: self.secret.clone(),
                 };
+                let reply =
+                    match within(CALL_TIMEOUT, "Heartbeat", self.rpc.heartbeat(request)).await {
+                        Ok(r) => r.into_inner(),
+                        Err(status) => match self.react(status).await? {
+                            Reaction::Retry => continue,
+                            Reaction::Rejoin => break,
+                            Reaction::Fatal(e) => return Err(e),
+                        },
+                    };
                 self.connected();
                 match pb::Action::try_from(reply.action).unwrap_or(pb::Action::Unspecified) {
                     pb::Action::Finished => {
@@ -158,9 +163,10 @@ impl Session {
             examples: self.data.len() as u64,
             spec_hash: self.spec_hash.clone(),
         };
-        match self.rpc.join(request).await {
+        match within(CALL_TIMEOUT, "Join", self.rpc.join(request)).await {
             Ok(reply) => {
                 let reply = reply.into_inner();
+                self.secret = reply.session;
                 self.chunk_bytes = (reply.chunk_bytes as usize)
                     .clamp(fusion_net::MIN_CHUNK_BYTES, fusion_net::MAX_CHUNK_BYTES);
                 self.poll = Duration::from_millis(u64::from(reply.poll_ms.max(1)));
@@ -175,7 +181,7 @@ impl Session {
                 Ok(true)
             }
             Err(status) if status.code() == Code::FailedPrecondition => {
-                Err(ClientError::Refused(status.message().to_owned()))
+                Err(ClientError::Refused(LogSafe(status.message()).to_string()))
             }
             Err(status) => match self.react(status).await? {
                 Reaction::Fatal(e) => Err(e),
@@ -337,8 +343,12 @@ impl Session {
         let payload = Payload::from_update(weights, statistics)?;
         let mut header = payload.header(round, &self.config.client_id, self.data.len() as u64);
         header.exchange = order.exchange;
+        header.session = self.secret.clone();
         let chunks = tokio_stream::iter(payload.chunks(header, self.chunk_bytes));
-        match self.rpc.upload(chunks).await {
+        // The server cuts an upload at the exchange's deadline; past it
+        // (and a margin for the reply), the server or the path is gone.
+        let limit = Duration::from_millis(order.deadline_ms).max(CALL_TIMEOUT) + CALL_TIMEOUT;
+        match within(limit, "Upload", self.rpc.upload(chunks)).await {
             Ok(reply) => {
                 self.connected();
                 if order.exchange == 0 {
@@ -368,7 +378,7 @@ impl Session {
                         exchange = order.exchange,
                         code = ?status.code(),
                         "update refused: {}",
-                        status.message()
+                        LogSafe(status.message())
                     );
                     Ok(Sent::Refused)
                 }
@@ -388,15 +398,17 @@ impl Session {
             client_id: self.config.client_id.clone(),
             round,
             exchange,
+            session: self.secret.clone(),
         };
-        let mut stream = self.rpc.fetch_global(request).await?.into_inner();
-        let first = stream
-            .message()
+        let mut stream = within(CALL_TIMEOUT, "FetchGlobal", self.rpc.fetch_global(request))
+            .await?
+            .into_inner();
+        let first = within(CHUNK_TIMEOUT, "a model chunk", stream.message())
             .await?
             .ok_or_else(|| Status::data_loss("the server sent an empty model stream"))?;
         let mut assembler =
             Assembler::start(first, u64::MAX).map_err(|e| Status::data_loss(e.to_string()))?;
-        while let Some(chunk) = stream.message().await? {
+        while let Some(chunk) = within(CHUNK_TIMEOUT, "a model chunk", stream.message()).await? {
             assembler
                 .push(chunk)
                 .map_err(|e| Status::data_loss(e.to_string()))?;
@@ -459,15 +471,37 @@ impl Session {
             );
             Ok(trained.to_params())
         });
-        // Training says nothing to the server; keep the health file fresh.
+        // Keep the health file fresh, and keep the registration alive: a
+        // client silent past the server's client timeout is evicted.
         let mut ticks = tokio::time::interval(REFRESH);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut handle => break outcome,
-                _ = ticks.tick() => self.health.beat(&format!("training round {round}")),
+                _ = ticks.tick() => {
+                    self.health.beat(&format!("training round {round}"));
+                    self.keep_alive().await;
+                }
             }
         };
         outcome.map_err(|e| ClientError::Model(format!("training task failed: {e}")))?
+    }
+
+    /// A heartbeat whose answer is not needed (the client is busy): it
+    /// only keeps the registration alive. Failures are left to the next
+    /// call that matters.
+    async fn keep_alive(&mut self) {
+        let request = pb::HeartbeatRequest {
+            client_id: self.config.client_id.clone(),
+            session: self.secret.clone(),
+        };
+        let call = self.rpc.heartbeat(request);
+        if let Ok(Err(status)) = tokio::time::timeout(REFRESH, call).await {
+            tracing::debug!(
+                client = %self.config.client_id,
+                "keep-alive heartbeat failed: {}",
+                LogSafe(status.message())
+            );
+        }
     }
 
     fn connected(&mut self) {
@@ -481,24 +515,26 @@ impl Session {
         match status.code() {
             Code::Unauthenticated | Code::PermissionDenied => {
                 return Ok(Reaction::Fatal(ClientError::Auth(
-                    status.message().to_owned(),
+                    LogSafe(status.message()).to_string(),
                 )));
             }
             Code::NotFound => {
-                tracing::info!(client = %self.config.client_id, "server does not know this client: {}", status.message());
+                tracing::info!(client = %self.config.client_id, "server does not know this client: {}", LogSafe(status.message()));
                 return Ok(Reaction::Rejoin);
             }
             _ => {}
         }
         if let Some(reason) = tls_failure(&status) {
-            return Ok(Reaction::Fatal(ClientError::Tls(reason)));
+            return Ok(Reaction::Fatal(ClientError::Tls(
+                LogSafe(&reason).to_string(),
+            )));
         }
         let since = *self.unreachable_since.get_or_insert_with(Instant::now);
         if since.elapsed() >= self.config.give_up_after {
             return Err(ClientError::Unreachable {
                 url: self.config.server.clone(),
                 seconds: since.elapsed().as_secs_f64(),
-                last: describe(&status),
+                last: LogSafe(&describe(&status)).to_string(),
             });
         }
         let delay = self.backoff.next_delay();
@@ -510,11 +546,33 @@ impl Session {
             code = ?status.code(),
             retry_in_ms = delay.as_millis() as u64,
             "server call failed: {}",
-            describe(&status)
+            LogSafe(&describe(&status))
         );
         tokio::time::sleep(delay).await;
         Ok(Reaction::Retry)
     }
+}
+
+/// Longest wait for the answer to a unary call (Join, Heartbeat) or for a
+/// download to start.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for one chunk of a model being downloaded.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for `call` at most `limit`: a server (or path) that stops
+/// answering becomes DEADLINE_EXCEEDED, which is retried with backoff like
+/// any transient failure, instead of a client hung for good.
+async fn within<T>(
+    limit: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(Status::deadline_exceeded(format!(
+            "no answer to {what} within {} s",
+            limit.as_secs()
+        )))
+    })
 }
 
 /// The status message with its whole source chain, on one line.

@@ -18,7 +18,7 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
         strategy: StrategyKind::Fedavg,
         model: "mlp:32".into(),
         state_dir: dir.clone(),
-        token: Some("tok".into()),
+        token: Some("process-test-token".into()),
         poll_ms: 20,
         finish_grace_secs: 1.0,
         ..ServerConfig::default()
@@ -55,7 +55,7 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
         "{err}"
     );
 
-    let ok = client("tok");
+    let ok = client("process-test-token");
     assert!(
         ok.status.success(),
         "{}",

@@ -19,7 +19,7 @@ pub enum WireError {
     /// A manifest entry has a dtype other than its section's (weights
     /// travel as F32, statistics as F64).
     #[error(
-        "tensor `{name}` has dtype {dtype}; protocol version 1 sends weights as F32 and statistics as F64, so this one must be {expected}"
+        "tensor `{name}` has dtype {dtype}; protocol version 2 sends weights as F32 and statistics as F64, so this one must be {expected}"
     )]
     Dtype {
         /// Tensor name.

@@ -8,7 +8,9 @@
 //!   SHA-256, cut into [`pb::Chunk`]s by [`Payload::chunks`] and put back
 //!   together, length- and hash-checked, by [`Assembler`].
 //! - [`ServerTls`] / [`ClientTls`]: rustls configuration from PEM files,
-//!   with optional mutual TLS; [`BearerToken`]: optional shared-secret auth.
+//!   with optional mutual TLS, and [`check_certificate_names`] binding a
+//!   client id to its certificate; [`BearerToken`] / [`TokenTable`]:
+//!   optional bearer tokens, shared or one per client.
 //! - [`connect`]: a client channel with TLS and token applied.
 //! - [`DevCertificates`]: a development CA with server and client
 //!   certificates (`fusion certs`).
@@ -23,7 +25,9 @@ mod chunks;
 mod connect;
 mod error;
 mod header;
+mod log_safe;
 mod payload;
+mod peer;
 mod tls;
 
 /// Code generated from `proto/fusion/v1/fusion.proto`.
@@ -32,21 +36,23 @@ pub mod pb {
     tonic::include_proto!("fusion.v1");
 }
 
-pub use auth::BearerToken;
+pub use auth::{BearerToken, Caller, MIN_TOKEN_BYTES, TokenTable, parse_token_file};
 pub use certs::{DevCertificates, PemPair};
 pub use chunks::{Assembler, Received};
 pub use connect::{FederationClient, connect};
 pub use error::WireError;
 pub use header::{MAX_TENSOR_NAME_BYTES, check_header_text};
+pub use log_safe::{LogSafe, MAX_LOGGED_BYTES};
 pub use payload::{
     F32, F64, Payload, check_manifest, is_sha256_hex, manifest_bytes, manifest_hash, payload_bytes,
     sha256_hex,
 };
+pub use peer::check_certificate_names;
 pub use tls::{ClientTls, ServerTls};
 
 /// Version of the protocol in `proto/`; a client and server that disagree
 /// refuse each other at `Join` rather than misreading messages.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Smallest chunk size a server may ask for (1 MiB).
 pub const MIN_CHUNK_BYTES: usize = 1 << 20;

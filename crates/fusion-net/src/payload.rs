@@ -9,10 +9,10 @@ use sha2::{Digest, Sha256};
 use crate::error::WireError;
 use crate::pb;
 
-/// The dtype of weights in protocol version 1.
+/// The dtype of weights in protocol version 2.
 pub const F32: &str = "F32";
 
-/// The dtype of statistics in protocol version 1: a least-squares merge
+/// The dtype of statistics in protocol version 2: a least-squares merge
 /// needs its Gram matrices and cross terms consistent to more than f32's
 /// seven digits (see [`StatisticTensor`]).
 pub const F64: &str = "F64";
@@ -40,7 +40,7 @@ pub struct Payload {
 
 impl Payload {
     /// Encodes a parameter set. Non-F32 pass-through tensors have no place
-    /// in protocol version 1, so a set holding any is refused.
+    /// in protocol version 2, so a set holding any is refused.
     pub fn from_params(params: &ParamSet) -> Result<Self, WireError> {
         Self::from_update(Some(params), &BTreeMap::new())
     }
@@ -55,7 +55,7 @@ impl Payload {
         let params = params.unwrap_or(&empty);
         if let Some((name, _)) = params.passthrough().first() {
             return Err(WireError::Unsendable(format!(
-                "tensor `{name}` is not F32; protocol version 1 carries F32 tensors only"
+                "tensor `{name}` is not F32; protocol version 2 carries F32 tensors only"
             )));
         }
         let statistics_numel: usize = statistics.values().map(StatisticTensor::numel).sum();
@@ -93,6 +93,7 @@ impl Payload {
             sha256: self.sha256.clone(),
             exchange: 0,
             statistics: self.statistics.clone(),
+            session: String::new(),
         }
     }
 

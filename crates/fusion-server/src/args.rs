@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// (opt-in; costs weight matching and a model per client in exchange 0).
     #[arg(long, env = "FUSION_LAYERWISE_ALIGN")]
     pub layerwise_align: bool,
+    /// After the last round, keep serving until stopped instead of exiting
+    /// (for a Kubernetes StatefulSet).
+    #[arg(long, env = "FUSION_SERVE_FINAL")]
+    pub serve_final: bool,
     /// Alignment and evaluation backend: flex, ndarray or wgpu.
     #[arg(long, env = "FUSION_BACKEND")]
     pub backend: Option<String>,
@@ -77,9 +81,14 @@ pub struct ServerArgs {
     /// CA for client certificates: turns mutual TLS on.
     #[arg(long, env = "FUSION_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
-    /// Bearer token clients must present.
+    /// Shared bearer token clients must present (at least 16 bytes). All
+    /// holders are one principal: each may act as any client id.
     #[arg(long, env = "FUSION_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File of per-client tokens, one `CLIENT_ID TOKEN` line each: a token
+    /// from it may act only as its own client id.
+    #[arg(long, env = "FUSION_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Dataset whose test split scores each round (embedded, fashion-mnist[:DIR], …).
     #[arg(long, env = "FUSION_TEST_DATA")]
     pub test_data: Option<String>,
@@ -101,10 +110,10 @@ pub struct ServerArgs {
     #[arg(long, env = "FUSION_MODEL")]
     pub model: Option<String>,
     /// Input features, when no test data says [default: 784].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_INPUTS")]
     pub inputs: Option<usize>,
     /// Classes, when no test data says [default: 10].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_CLASSES")]
     pub classes: Option<usize>,
     /// global (server initialises) or clients (cold start) [default: global].
     #[arg(long, env = "FUSION_INIT")]
@@ -116,26 +125,37 @@ pub struct ServerArgs {
     #[arg(long, env = "FUSION_PROXIMAL_MU")]
     pub proximal_mu: Option<f64>,
     /// Chunk size in bytes, 1-4 MiB [default: 1 MiB].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_CHUNK_BYTES")]
     pub chunk_bytes: Option<usize>,
     /// Largest update accepted, in bytes [default: 4 GiB].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_MAX_UPDATE_BYTES")]
     pub max_update_bytes: Option<u64>,
     /// Cap on the examples a client may declare at Join (its weight)
     /// [default: none].
     #[arg(long, env = "FUSION_MAX_EXAMPLES")]
     pub max_examples: Option<u64>,
     /// Uploads received at once [default: 4].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_MAX_CONCURRENT_UPLOADS")]
     pub max_concurrent_uploads: Option<usize>,
+    /// Clients registered at once; more Joins are refused until a silent
+    /// one is evicted [default: 10000].
+    #[arg(long, env = "FUSION_MAX_CLIENTS")]
+    pub max_clients: Option<usize>,
+    /// gRPC connections open at once; keep it below `ulimit -n`
+    /// [default: 512].
+    #[arg(long, env = "FUSION_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Slowest upload kept, bytes/s (0: off) [default: 65536].
+    #[arg(long, env = "FUSION_MIN_UPLOAD_RATE")]
+    pub min_upload_rate: Option<u64>,
     /// Seconds without a call after which a client is not live [default: 60].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_CLIENT_TIMEOUT")]
     pub client_timeout: Option<f64>,
     /// Client poll interval in ms [default: 500].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_POLL_MS")]
     pub poll_ms: Option<u32>,
     /// Seconds to keep serving after the last round [default: 5].
-    #[arg(long)]
+    #[arg(long, env = "FUSION_FINISH_GRACE")]
     pub finish_grace: Option<f64>,
     /// Address for the status page (/), /status.json and /metrics (off by default).
     #[arg(long, env = "FUSION_METRICS_LISTEN")]
@@ -167,6 +187,8 @@ impl ServerArgs {
             proximal_mu => proximal_mu, chunk_bytes => chunk_bytes,
             max_update_bytes => max_update_bytes,
             max_concurrent_uploads => max_concurrent_uploads,
+            max_clients => max_clients, max_connections => max_connections,
+            min_upload_rate => min_upload_rate,
             client_timeout => client_timeout_secs, poll_ms => poll_ms,
             finish_grace => finish_grace_secs,
             distill_epochs => distill_epochs, distill_lr => distill_lr,
@@ -175,6 +197,9 @@ impl ServerArgs {
         // A switch: the flag turns it on over the file's setting.
         if self.layerwise_align {
             c.layerwise_align = true;
+        }
+        if self.serve_final {
+            c.serve_final = true;
         }
         macro_rules! set_opt {
             ($($flag:ident),* $(,)?) => {
@@ -188,11 +213,14 @@ impl ServerArgs {
             tls_cert,
             tls_key,
             client_ca,
-            token,
+            token_file,
             test_data,
             distill_data,
             metrics_listen
         );
+        if let Some(token) = &self.token {
+            c.token = Some(token.clone().into());
+        }
         c.validate()?;
         Ok(c)
     }
@@ -201,6 +229,20 @@ impl ServerArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setting_has_its_environment_variable() {
+        use clap::CommandFactory;
+        for arg in ServerArgs::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            let want = format!("FUSION_{}", id.to_uppercase());
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(env.as_deref(), Some(want.as_str()), "--{id}");
+        }
+    }
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {

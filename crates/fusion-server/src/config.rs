@@ -10,6 +10,7 @@ use fusion_core::{ComputeBackend, MergeMany, SpecSource, StrategyConfig};
 pub use fusion_core::{Reference, StrategyKind};
 use fusion_data::DataSource;
 use fusion_models::MlpArchitecture;
+use fusion_net::TokenTable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
@@ -77,6 +78,11 @@ pub struct ServerConfig {
     /// Whether `layerwise` starts from an alignment of the clients to the
     /// largest one (opt-in; see `StrategyConfig::layerwise_align`).
     pub layerwise_align: bool,
+    /// After the last round, keep serving (FINISHED to clients, the final
+    /// model to FetchGlobal for round `rounds + 1`, the status page) until
+    /// stopped, instead of exiting: for orchestrators that restart a
+    /// process that exits (a Kubernetes StatefulSet).
+    pub serve_final: bool,
     /// Device for alignment and server-side evaluation.
     pub backend: String,
     /// Where `global.safetensors` and `rounds.jsonl` live.
@@ -87,8 +93,12 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// CA for client certificates: enables mutual TLS.
     pub client_ca: Option<PathBuf>,
-    /// Shared bearer token clients must present.
-    pub token: Option<String>,
+    /// Shared bearer token clients must present. Every holder is one
+    /// principal: it may act as any client id.
+    pub token: Option<SecretString>,
+    /// File of per-client tokens, one `CLIENT_ID TOKEN` line each: a call
+    /// with one of them may act only as that client id.
+    pub token_file: Option<PathBuf>,
     /// Dataset whose test split scores each global model (`embedded`,
     /// `fashion-mnist`, …); none by default.
     pub test_data: Option<String>,
@@ -128,7 +138,19 @@ pub struct ServerConfig {
     /// Updates received concurrently; more wait (HTTP/2 flow control holds
     /// them back), so memory stays bounded.
     pub max_concurrent_uploads: usize,
-    /// Seconds without a heartbeat after which a client is not live.
+    /// Clients registered at once; a Join beyond it is refused until a
+    /// silent one is evicted (after `client_timeout_secs`).
+    pub max_clients: usize,
+    /// gRPC connections open at once; more are closed as soon as they are
+    /// accepted. Keep it below the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// Slowest upload kept, in bytes per second: 10 s after it gets its
+    /// slot, an upload must have delivered its bytes at this rate, so a
+    /// peer trickling bytes cannot hold a slot. 0 turns the rate off (the
+    /// exchange deadline still cuts every upload).
+    pub min_upload_rate: u64,
+    /// Seconds without a call after which a client is not live: its
+    /// registration is evicted, and its next call is told to Join again.
     pub client_timeout_secs: f64,
     /// Client polling interval, in milliseconds.
     pub poll_ms: u32,
@@ -156,12 +178,14 @@ impl Default for ServerConfig {
             regmean_alpha: StrategyConfig::DEFAULT_REGMEAN_ALPHA,
             ridge: StrategyConfig::DEFAULT_RIDGE,
             layerwise_align: false,
+            serve_final: false,
             backend: ComputeBackend::default().to_string(),
             state_dir: PathBuf::from("fusion-state"),
             tls_cert: None,
             tls_key: None,
             client_ca: None,
             token: None,
+            token_file: None,
             test_data: None,
             distill_data: None,
             distill_epochs: 20,
@@ -177,6 +201,9 @@ impl Default for ServerConfig {
             max_update_bytes: 4 << 30,
             max_examples: None,
             max_concurrent_uploads: 4,
+            max_clients: 10_000,
+            max_connections: 512,
+            min_upload_rate: 64 << 10,
             client_timeout_secs: 60.0,
             poll_ms: 500,
             finish_grace_secs: 5.0,
@@ -243,6 +270,15 @@ impl ServerConfig {
                 fusion_net::MAX_CHUNK_BYTES,
                 self.chunk_bytes
             ));
+        }
+        if (self.max_clients as u64) < u64::from(self.min_clients) {
+            return bad(format!(
+                "max_clients ({}) must be at least min_clients ({})",
+                self.max_clients, self.min_clients
+            ));
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
         }
         if self.max_concurrent_uploads == 0 {
             return bad("max_concurrent_uploads must be at least 1".into());
@@ -311,6 +347,45 @@ impl ServerConfig {
         config.ridge = self.ridge;
         config.layerwise_align = self.layerwise_align;
         config
+    }
+
+    /// The bearer tokens calls must carry: the shared token and those of
+    /// `token_file`, checked (length, duplicates) with errors naming the
+    /// file and the client but never a token.
+    pub fn tokens(&self) -> Result<TokenTable, ServerError> {
+        let clients = match &self.token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ServerError::Io {
+                    what: "token file",
+                    path: path.clone(),
+                    source,
+                })?;
+                warn_if_readable_by_others(path);
+                let clients = fusion_net::parse_token_file(&text)
+                    .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+                for id in clients.keys() {
+                    crate::input::check_client_id(id).map_err(|s| {
+                        ServerError::Config(format!("{}: {}", path.display(), s.message()))
+                    })?;
+                }
+                if clients.is_empty() {
+                    return Err(ServerError::Config(format!(
+                        "{} lists no client (expected `CLIENT_ID TOKEN` lines)",
+                        path.display()
+                    )));
+                }
+                clients
+            }
+            None => Default::default(),
+        };
+        TokenTable::new(self.token.as_ref().map(|t| t.0.as_str()), &clients).map_err(|e| {
+            let source = self
+                .token_file
+                .as_ref()
+                .map(|p| format!("{}: ", p.display()))
+                .unwrap_or_default();
+            ServerError::Config(format!("{source}{e}"))
+        })
     }
 
     /// Updates needed to close a round.
@@ -382,6 +457,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_settings_are_checked_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("fusion-config-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("tokens");
+        let mut config = ServerConfig {
+            token: Some("shared-token-0123456789".into()),
+            token_file: Some(file.clone()),
+            ..ServerConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("shared-token"));
+        std::fs::write(&file, "a alice-token-0123456789\nb short\n").expect("write");
+        let err = config.tokens().expect_err("short").to_string();
+        assert!(
+            err.contains("client `b`") && !err.contains("short"),
+            "{err}"
+        );
+        std::fs::write(&file, "a\nb x\n").expect("write");
+        let err = config.tokens().expect_err("one field").to_string();
+        assert!(err.contains("line 1"), "{err}");
+        std::fs::write(&file, "# none\n").expect("write");
+        assert!(config.tokens().is_err(), "an empty file is a mistake");
+        std::fs::write(&file, "a alice-token-0123456789\n").expect("write");
+        assert_eq!(config.tokens().expect("valid").client_tokens(), 1);
+        config.token_file = Some(dir.join("missing"));
+        let err = config.tokens().expect_err("missing").to_string();
+        assert!(err.contains("token file"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn defaults_are_valid_and_toml_round_trips() {
         let config = ServerConfig::default();
         config.validate().expect("defaults valid");
@@ -442,5 +547,46 @@ mod tests {
             toml::from_str("strategy = \"merge-many\"\nreference = \"largest\"").expect("parses");
         assert_eq!(parsed.strategy, StrategyKind::MergeMany);
         assert_eq!(parsed.reference, Reference::Largest);
+    }
+}
+
+/// A secret setting (the shared token): read from TOML like a string, but
+/// its `Debug` form hides it, so a logged or printed configuration never
+/// shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretString(pub String);
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+/// Tokens are secrets: a file others can read is worth a warning.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                "{} is readable by other users; tokens are secrets (chmod 600)",
+                path.display()
+            );
+        }
     }
 }

@@ -12,11 +12,14 @@
 //!
 //! # Layout
 //! - `config`, `args`: settings and the command line.
-//! - `rounds`: who is live, sampled, accepted; the round rules.
+//! - `registry`: registered clients, evicted when silent, capped.
+//! - `rounds`: who is sampled and accepted; the round rules.
 //! - `aggregator`: the strategy (and the optional refinement's teachers)
 //!   on a thread of its own.
-//! - `service`: the gRPC handlers.
-//! - `server`: start-up, resume, the round loop, checkpoints.
+//! - `service`: the gRPC handlers; `identity`: who may act as a client id
+//!   (per-client tokens, certificate names, Join sessions).
+//! - `server`: start-up, resume, the round loop, checkpoints; `incoming`:
+//!   accepted connections, capped and timed out when silent.
 //! - `state_dir`: `global.safetensors` and `rounds.jsonl`, written atomically.
 //! - `metrics`: Prometheus counters.
 //! - `status_page`: the operator's live page, `/status.json` and `/metrics`.
@@ -27,9 +30,12 @@ mod aggregator;
 mod args;
 mod config;
 mod error;
+mod identity;
+mod incoming;
 mod input;
 mod metrics;
 mod record;
+mod registry;
 mod rounds;
 mod server;
 mod service;
@@ -37,7 +43,7 @@ mod state_dir;
 mod status_page;
 
 pub use args::ServerArgs;
-pub use config::{Init, Reference, ServerConfig, StrategyKind};
+pub use config::{Init, Reference, SecretString, ServerConfig, StrategyKind};
 pub use error::ServerError;
 pub use metrics::Metrics;
 pub use record::{ClientRound, RefinementRecord, RoundRecord};

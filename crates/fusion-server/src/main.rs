@@ -13,12 +13,17 @@ use fusion_train::{DistillConfig, Distiller};
 
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
-    init_logging(args.json_logs);
+    let args_json = args.json_logs;
+    init_logging(args_json);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("{err:#}");
-            eprintln!("error: {err:#}");
+            // Once: a log line for machines reading JSON, else plain text.
+            if args_json {
+                tracing::error!("{err:#}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -35,6 +35,12 @@ pub struct Metrics {
     pub round: Gauge,
     /// Clients seen within the liveness window.
     pub live_clients: Gauge,
+    /// gRPC connections open.
+    pub connections: Gauge,
+    /// Connections closed at once because `max_connections` were open.
+    pub connections_refused: Counter,
+    /// Connections closed for silence (no handshake in time, or idle).
+    pub connections_timed_out: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +63,9 @@ impl Metrics {
         let round_seconds = Histogram::new(exponential_buckets(0.1, 3.0, 10));
         let round = Gauge::default();
         let live_clients = Gauge::default();
+        let connections = Gauge::default();
+        let connections_refused = Counter::default();
+        let connections_timed_out = Counter::default();
         registry.register("rounds_completed", "Rounds completed", rounds.clone());
         registry.register(
             "round_retries",
@@ -83,6 +92,17 @@ impl Metrics {
             "Clients seen recently",
             live_clients.clone(),
         );
+        registry.register("connections", "gRPC connections open", connections.clone());
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: max_connections were open",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed for silence (no handshake in time, or idle)",
+            connections_timed_out.clone(),
+        );
         Self {
             registry,
             rounds,
@@ -96,6 +116,9 @@ impl Metrics {
             round_seconds,
             round,
             live_clients,
+            connections,
+            connections_refused,
+            connections_timed_out,
         }
     }
 

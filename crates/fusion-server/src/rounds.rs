@@ -1,7 +1,7 @@
 //! Round bookkeeping: who is live, who was sampled, what has arrived.
 //! Plain data and decisions, no I/O, so the rules can be tested alone.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use tonic::Status;
 
 use crate::aggregator::Aggregator;
 use crate::config::ServerConfig;
+use crate::registry::Registry;
 
 /// The global model a round starts from.
 #[derive(Debug)]
@@ -22,17 +23,6 @@ pub struct GlobalModel {
     pub params: Arc<ParamSet>,
     /// Encoded once, streamed to every client.
     pub payload: Payload,
-}
-
-/// A registered client.
-#[derive(Clone, Debug)]
-pub struct ClientEntry {
-    /// Examples it trains on.
-    pub examples: u64,
-    /// Its last call.
-    pub last_seen: Instant,
-    /// Whether it has been told the run is finished.
-    pub told_finished: bool,
 }
 
 /// The round being collected.
@@ -89,7 +79,7 @@ pub enum Step {
 #[derive(Debug)]
 pub struct RoundState {
     /// Registered clients.
-    pub clients: HashMap<String, ClientEntry>,
+    pub clients: Registry,
     /// Round being worked on, from 1 (`rounds + 1` once finished).
     pub round: u32,
     /// Tries of the current round so far.
@@ -121,6 +111,9 @@ pub struct Ticket {
     pub client: String,
     /// Where the update goes once verified.
     pub aggregator: Aggregator,
+    /// The exchange's deadline: an upload still arriving then is cut, so
+    /// no peer holds the round (or an upload slot) past it.
+    pub deadline: Instant,
 }
 
 /// An update's example counts. The header's claim is untrusted: the weight
@@ -136,11 +129,11 @@ pub struct Examples {
 }
 
 impl RoundState {
-    /// Fresh state at `round` with `global`.
-    pub fn new(round: u32, global: Arc<GlobalModel>, rounds: u32) -> Self {
+    /// Fresh state at `round` with `global`, no client registered yet.
+    pub fn new(round: u32, global: Arc<GlobalModel>, rounds: u32, clients: Registry) -> Self {
         let finished = round > rounds;
         Self {
-            clients: HashMap::new(),
+            clients,
             round,
             attempts: 0,
             round_started: None,
@@ -155,27 +148,20 @@ impl RoundState {
         self.finished_at.is_some()
     }
 
-    /// Clients heard from within `timeout`, sorted.
-    pub fn live(&self, now: Instant, timeout: Duration) -> Vec<String> {
-        let mut live: Vec<String> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_seen) <= timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        live.sort();
-        live
+    /// Clients heard from within the client timeout, sorted.
+    pub fn live(&mut self, now: Instant) -> Vec<String> {
+        self.clients.live(now)
     }
 
-    /// Records a call from `client`; false when it never joined.
-    pub fn touch(&mut self, client: &str, now: Instant) -> bool {
-        match self.clients.get_mut(client) {
-            Some(c) => {
-                c.last_seen = now;
-                true
-            }
-            None => false,
-        }
+    /// Checks `client`'s session and records the call (see
+    /// [`Registry::touch`]).
+    pub fn touch(
+        &mut self,
+        client: &str,
+        session: &str,
+        now: Instant,
+    ) -> Result<(), (Status, &'static str)> {
+        self.clients.touch(client, session, now).map(|_| ())
     }
 
     /// The next instruction for `client`.
@@ -197,9 +183,7 @@ impl RoundState {
             statistics: Vec::new(),
         };
         if self.finished() {
-            if let Some(c) = self.clients.get_mut(client) {
-                c.told_finished = true;
-            }
+            self.clients.tell_finished(client);
             reply.action = pb::Action::Finished as i32;
             return reply;
         }
@@ -233,8 +217,8 @@ impl RoundState {
             // restarted on a finished run meets its clients one by one: had
             // it left after the first (or, vacuously, before any), the rest
             // would retry until they give up. Otherwise it waits its grace.
-            let live = self.live(now, config.client_timeout());
-            let told = self.clients.values().filter(|c| c.told_finished).count();
+            let live = self.live(now);
+            let told = self.clients.iter().filter(|(_, c)| c.told_finished).count();
             let all_told = told >= config.min_clients as usize
                 && live
                     .iter()
@@ -246,7 +230,6 @@ impl RoundState {
                 Step::Wait
             };
         }
-        let timeout = config.client_timeout();
         let clients = &self.clients;
         match &mut self.open {
             Some(open) if !open.closing => {
@@ -257,9 +240,7 @@ impl RoundState {
                     open.expected.retain(|id| {
                         open.accepted.contains(id)
                             || open.in_flight.contains(id)
-                            || clients.get(id).is_some_and(|c| {
-                                now.saturating_duration_since(c.last_seen) <= timeout
-                            })
+                            || clients.is_live(id, now)
                     });
                 }
                 let complete =
@@ -281,7 +262,7 @@ impl RoundState {
             }
             Some(_) => Step::Wait,
             None => {
-                let live = self.live(now, config.client_timeout());
+                let live = self.live(now);
                 if (live.len() as u32) < config.min_clients {
                     return Step::Wait;
                 }
@@ -308,12 +289,10 @@ impl RoundState {
         weights: &[pb::TensorMeta],
     ) -> Result<Ticket, (Status, &'static str)> {
         let client = header.client_id.clone();
-        let Some(joined) = self.clients.get(&client).map(|c| c.examples) else {
-            return Err((
-                Status::not_found(format!("client `{client}` has not joined; call Join first")),
-                "unknown_client",
-            ));
-        };
+        let joined = self
+            .clients
+            .touch(&client, &header.session, Instant::now())?
+            .examples;
         if header.examples == 0 {
             return Err((
                 Status::invalid_argument("examples must be at least 1: it is the update's weight"),
@@ -436,6 +415,7 @@ impl RoundState {
             send_weights: open.instructions.send_weights,
             client,
             aggregator: open.aggregator.clone(),
+            deadline: open.deadline,
         })
     }
 
@@ -505,18 +485,12 @@ mod tests {
         let params = Arc::new(fusion_core::synthetic::random_mlp(&[4, 3, 2], 0));
         let payload = Payload::from_params(&params).expect("payload");
         // Round 3 of 2: a server resumed on a run whose rounds are all done.
-        RoundState::new(3, Arc::new(GlobalModel { params, payload }), 2)
+        let clients = Registry::new(100, ServerConfig::default().client_timeout());
+        RoundState::new(3, Arc::new(GlobalModel { params, payload }), 2, clients)
     }
 
     fn join(state: &mut RoundState, client: &str, now: Instant) {
-        state.clients.insert(
-            client.into(),
-            ClientEntry {
-                examples: 1,
-                last_seen: now,
-                told_finished: false,
-            },
-        );
+        state.clients.join(client, 1, now).expect("joined");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use fusion_core::{Device, Instructions, ParamSet, Refiner, RoundContext, Strategy};
 use fusion_data::Dataset;
-use fusion_net::{BearerToken, MAX_MESSAGE_BYTES, Payload, manifest_hash, pb};
+use fusion_net::{MAX_MESSAGE_BYTES, Payload, manifest_hash, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tonic::service::interceptor::InterceptedService;
@@ -16,11 +16,19 @@ use tonic::service::interceptor::InterceptedService;
 use crate::aggregator::{Aggregator, PendingRefinement};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::incoming;
 use crate::metrics::Metrics;
 use crate::record::{ClientRound, RefinementRecord, RoundRecord};
+use crate::registry::Registry;
 use crate::rounds::{GlobalModel, OpenRound, RoundState, Step};
 use crate::service::{FederationService, Shared};
 use crate::state_dir::StateDir;
+
+/// HTTP/2 streams one connection may have open at once: a client needs
+/// two or three (a poll, a download, an upload).
+const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+/// Largest block of request headers (metadata) a peer may send.
+const MAX_HEADER_LIST_BYTES: u32 = 64 << 10;
 
 /// What a finished run leaves: its id and every round's record.
 #[derive(Clone, Debug)]
@@ -72,6 +80,7 @@ impl Server {
             config.inputs = t.features();
             config.classes = t.classes();
         }
+        let tokens = config.tokens()?;
         let device = config.backend()?.device()?;
         let widths = config.architecture()?.widths(config.inputs, config.classes);
         let initial = fusion_core::synthetic::random_mlp(&widths, config.seed);
@@ -86,10 +95,20 @@ impl Server {
                         state_dir.global_path().display()
                     ))
                 })?;
-                if r.records.len() < r.round as usize {
+                if r.restored_record {
+                    tracing::info!(
+                        round = r.round,
+                        "restored round {}'s line of rounds.jsonl from the checkpoint (the server had stopped between its two writes)",
+                        r.round
+                    );
+                }
+                let recorded: std::collections::BTreeSet<u32> =
+                    r.records.iter().map(|x| x.round).collect();
+                let missing: Vec<u32> = (1..=r.round).filter(|n| !recorded.contains(n)).collect();
+                if !missing.is_empty() {
                     tracing::warn!(
-                        "rounds.jsonl has {} lines but the model completes round {}: the server stopped between the two writes",
-                        r.records.len(),
+                        "rounds.jsonl has no line for round(s) {missing:?} of the {} the model completes; \
+                         they cannot be restored (lost before this version kept records in the checkpoint, or removed by hand)",
                         r.round
                     );
                 }
@@ -110,7 +129,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         metrics.round.set(i64::from(completed + 1));
         let shared = Arc::new(Shared {
-            token: BearerToken::new(config.token.clone()),
+            token: tokens,
             uploads: Semaphore::new(config.max_concurrent_uploads),
             run_id,
             metrics,
@@ -121,6 +140,7 @@ impl Server {
                     payload,
                 }),
                 rounds,
+                Registry::new(config.max_clients, config.client_timeout()),
             )),
             wake: Notify::new(),
             manifest,
@@ -178,12 +198,17 @@ impl Server {
             }
         };
         let address = listener.local_addr().ok();
+        // Every wait on a peer is bounded: the TLS handshake, the first
+        // bytes and silence (crate::incoming), keepalive pings, streams
+        // per connection and header size (HTTP/2), and uploads (service).
         let mut builder = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)));
+            .http2_keepalive_interval(Some(incoming::KEEPALIVE))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
         match config.tls() {
             Some(tls) => {
-                builder = builder.tls_config(tls.config()?)?;
+                builder = builder.tls_config(tls.config()?.timeout(incoming::FIRST_BYTES))?;
                 tracing::info!(
                     mutual = config.client_ca.is_some(),
                     "TLS on, serving https on {address:?}"
@@ -202,14 +227,20 @@ impl Server {
             ))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            move |request: tonic::Request<()>| {
-                token
-                    .check(request.metadata())
+            move |mut request: tonic::Request<()>| {
+                let caller = token
+                    .authenticate(request.metadata())
                     .inspect_err(|_| metrics.reject("auth"))?;
+                // The handlers compare it with the client id the call claims.
+                request.extensions_mut().insert(caller);
                 Ok(request)
             },
         );
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = incoming::guarded(
+            listener,
+            incoming::Limits::new(config.max_connections),
+            self.shared.metrics.clone(),
+        );
         let grpc = tokio::spawn(
             builder
                 .add_service(service)
@@ -281,9 +312,18 @@ impl Server {
             let now = Instant::now();
             let step = shared.lock().step(now, config);
             match step {
+                Step::Exit if config.serve_final => {
+                    // Orchestrators restart a process that exits; this one
+                    // stays up, answering FINISHED and serving the final
+                    // model, until it is told to stop.
+                    tracing::info!(
+                        "run complete; serving the final model until stopped (serve_final)"
+                    );
+                    std::future::pending::<()>().await;
+                }
                 Step::Exit => return Ok(()),
                 Step::Wait => {
-                    let live = shared.lock().live(now, config.client_timeout()).len();
+                    let live = shared.lock().clients.live_count(now);
                     shared.metrics.live_clients.set(live as i64);
                     tokio::select! {
                         () = shared.wake.notified() => {}

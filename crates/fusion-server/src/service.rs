@@ -3,15 +3,16 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fusion_core::Update;
-use fusion_net::{Assembler, BearerToken, PROTOCOL_VERSION, pb};
+use fusion_net::{Assembler, PROTOCOL_VERSION, TokenTable, pb};
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::ServerConfig;
+use crate::identity::Credentials;
 use crate::input::{check_client_id, check_spec_hash};
 use crate::metrics::Metrics;
 use crate::rounds::{RoundState, Ticket};
@@ -31,8 +32,8 @@ pub struct Shared {
     pub wake: Notify,
     /// Bounds uploads received at once (memory).
     pub uploads: Semaphore,
-    /// Token auth.
-    pub token: BearerToken,
+    /// Bearer tokens: shared, and one per client.
+    pub token: TokenTable,
     /// The manifest every update must match.
     pub manifest: Vec<pb::TensorMeta>,
     /// Its hash, compared at Join.
@@ -57,9 +58,53 @@ impl Shared {
             .clone()
     }
 
+    /// Whether client certificates are demanded (and so name client ids).
+    fn mutual_tls(&self) -> bool {
+        self.config.client_ca.is_some()
+    }
+
+    /// Refuses a call naming `client` unless its credentials may act as
+    /// that id (a malformed id is refused first, before it is echoed).
+    fn authorize(&self, credentials: &Credentials, client: &str) -> Result<(), Status> {
+        check_client_id(client).map_err(|status| self.refuse("bad_client_id", status))?;
+        credentials
+            .check(client, self.mutual_tls())
+            .map_err(|status| self.refuse("identity", status))
+    }
+
+    /// What a failed read of an upload stream means for the peer, after
+    /// `received` payload bytes: a message over the size limit is
+    /// RESOURCE_EXHAUSTED, one that is not a valid chunk INVALID_ARGUMENT
+    /// (resending it cannot help), and a stream that broke CANCELLED.
+    fn stream_error(&self, status: Status, received: u64) -> Status {
+        use tonic::Code;
+        let message = fusion_net::LogSafe(status.message());
+        match status.code() {
+            Code::OutOfRange | Code::ResourceExhausted => self.refuse(
+                "size",
+                Status::resource_exhausted(format!("upload chunk refused: {message}")),
+            ),
+            Code::Internal | Code::InvalidArgument => self.refuse(
+                "malformed",
+                Status::invalid_argument(format!(
+                    "upload is not a valid stream of chunks after {received} bytes: {message}"
+                )),
+            ),
+            _ => self.refuse(
+                "broken_stream",
+                Status::cancelled(format!("upload broke after {received} bytes: {message}")),
+            ),
+        }
+    }
+
     fn refuse(&self, reason: &'static str, status: Status) -> Status {
         self.metrics.reject(reason);
-        tracing::warn!(reason, code = ?status.code(), "refused: {}", status.message());
+        tracing::warn!(
+            reason,
+            code = ?status.code(),
+            "refused: {}",
+            fusion_net::LogSafe(status.message())
+        );
         status
     }
 }
@@ -96,6 +141,39 @@ impl Drop for Settle<'_> {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 
+/// Time a peer is always given for a chunk, whatever the rate.
+const CHUNK_GRACE: Duration = Duration::from_secs(10);
+
+/// The pace an upload must keep: by `CHUNK_GRACE + n / min_rate` after
+/// it got its permit it must have delivered `n` bytes, so the next chunk
+/// (of up to `chunk_bytes`) is due by then. Counted in bytes, not
+/// messages, so a peer cannot keep a slot by sending tiny chunks.
+struct UploadPace {
+    start: tokio::time::Instant,
+    chunk_bytes: u64,
+    min_rate: u64,
+}
+
+impl UploadPace {
+    fn new(chunk_bytes: usize, min_rate: u64) -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            chunk_bytes: chunk_bytes as u64,
+            min_rate,
+        }
+    }
+
+    /// When the next chunk is due, `received` bytes in.
+    fn next(&self, received: u64) -> tokio::time::Instant {
+        if self.min_rate == 0 {
+            // No rate: only the exchange deadline bounds the wait.
+            return self.start + Duration::from_secs(1 << 30);
+        }
+        let due = received.saturating_add(self.chunk_bytes) as f64 / self.min_rate as f64;
+        self.start + CHUNK_GRACE + Duration::from_secs_f64(due.min(1e9))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::federation_server::Federation for FederationService {
     async fn join(
@@ -103,6 +181,7 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<pb::JoinRequest>,
     ) -> Result<Response<pb::JoinReply>, Status> {
         let s = &self.shared;
+        let credentials = Credentials::of(&request);
         let r = request.into_inner();
         if r.protocol_version != PROTOCOL_VERSION {
             return Err(s.refuse(
@@ -113,7 +192,7 @@ impl pb::federation_server::Federation for FederationService {
                 )),
             ));
         }
-        check_client_id(&r.client_id).map_err(|status| s.refuse("bad_join", status))?;
+        s.authorize(&credentials, &r.client_id)?;
         check_spec_hash(&r.spec_hash).map_err(|status| s.refuse("bad_join", status))?;
         if r.examples == 0 {
             return Err(s.refuse(
@@ -145,24 +224,26 @@ impl pb::federation_server::Federation for FederationService {
                 "client declares more examples than max_examples; its updates weigh max_examples"
             );
         }
-        {
+        let (joined, live) = {
             let mut state = s.lock();
             let now = Instant::now();
-            let entry =
-                state
-                    .clients
-                    .entry(r.client_id.clone())
-                    .or_insert(crate::rounds::ClientEntry {
-                        examples,
-                        last_seen: now,
-                        told_finished: false,
-                    });
-            entry.examples = examples;
-            entry.last_seen = now;
-            let live = state.live(now, s.config.client_timeout()).len();
-            s.metrics.live_clients.set(live as i64);
+            let joined = state
+                .clients
+                .join(&r.client_id, examples, now)
+                .map_err(|status| s.refuse("registrations_full", status))?;
+            (joined, state.clients.live_count(now))
+        };
+        s.metrics.live_clients.set(live as i64);
+        let (session, replaced) = (joined.session, joined.replaced);
+        if replaced {
+            tracing::warn!(
+                client = %r.client_id,
+                "client joined again while its previous session was live; that session ends \
+                 (a restarted client, or two processes under one id)"
+            );
+        } else {
+            tracing::info!(client = %r.client_id, examples = r.examples, "client joined");
         }
-        tracing::info!(client = %r.client_id, examples = r.examples, "client joined");
         s.wake.notify_one();
         Ok(Response::new(pb::JoinReply {
             protocol_version: PROTOCOL_VERSION,
@@ -170,6 +251,7 @@ impl pb::federation_server::Federation for FederationService {
             rounds: s.config.rounds,
             chunk_bytes: s.config.chunk_bytes as u32,
             poll_ms: s.config.poll_ms,
+            session: session.expose().to_owned(),
         }))
     }
 
@@ -178,17 +260,16 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let s = &self.shared;
-        let client = request.into_inner().client_id;
-        check_client_id(&client)?;
+        let credentials = Credentials::of(&request);
+        let r = request.into_inner();
+        s.authorize(&credentials, &r.client_id)?;
         let reply = {
             let mut state = s.lock();
             let now = Instant::now();
-            if !state.touch(&client, now) {
-                return Err(Status::not_found(format!(
-                    "client `{client}` has not joined (or the server restarted); call Join"
-                )));
-            }
-            state.instruction(&client, now, &s.config)
+            state
+                .touch(&r.client_id, &r.session, now)
+                .map_err(|(status, reason)| s.refuse(reason, status))?;
+            state.instruction(&r.client_id, now, &s.config)
         };
         s.wake.notify_one();
         Ok(Response::new(reply))
@@ -201,16 +282,14 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let s = &self.shared;
+        let credentials = Credentials::of(&request);
         let r = request.into_inner();
-        check_client_id(&r.client_id)?;
+        s.authorize(&credentials, &r.client_id)?;
         let global = {
             let mut state = s.lock();
-            if !state.touch(&r.client_id, Instant::now()) {
-                return Err(Status::not_found(format!(
-                    "client `{}` has not joined; call Join first",
-                    r.client_id
-                )));
-            }
+            state
+                .touch(&r.client_id, &r.session, Instant::now())
+                .map_err(|(status, reason)| s.refuse(reason, status))?;
             if r.round != state.round {
                 return Err(Status::not_found(format!(
                     "the global model for round {} is not served; the current round is {}",
@@ -245,15 +324,28 @@ impl pb::federation_server::Federation for FederationService {
         request: Request<Streaming<pb::Chunk>>,
     ) -> Result<Response<pb::UploadReply>, Status> {
         let s = &self.shared;
+        let credentials = Credentials::of(&request);
         let mut stream = request.into_inner();
-        let first = stream.message().await?.ok_or_else(|| {
-            s.refuse("malformed", Status::invalid_argument("empty upload stream"))
-        })?;
+        let first = tokio::time::timeout(CHUNK_GRACE, stream.message())
+            .await
+            .map_err(|_| {
+                s.refuse(
+                    "too_slow",
+                    Status::deadline_exceeded(format!(
+                        "no upload header within {} s",
+                        CHUNK_GRACE.as_secs()
+                    )),
+                )
+            })?
+            .map_err(|status| s.stream_error(status, 0))?
+            .ok_or_else(|| {
+                s.refuse("malformed", Status::invalid_argument("empty upload stream"))
+            })?;
         let wire = |e: fusion_net::WireError| s.refuse(e.reason(), e.to_status());
         let Some(pb::chunk::Part::Header(header)) = &first.part else {
             return Err(wire(fusion_net::WireError::MissingHeader));
         };
-        check_client_id(&header.client_id).map_err(|status| s.refuse("malformed", status))?;
+        s.authorize(&credentials, &header.client_id)?;
         // Names, dtypes and the hash are echoed by the checks below.
         fusion_net::check_header_text(header).map_err(wire)?;
         // The round, the exchange and the manifests (weights and
@@ -269,28 +361,52 @@ impl pb::federation_server::Federation for FederationService {
             ticket,
             done: false,
         };
+        let deadline = tokio::time::Instant::from_std(slot.ticket.deadline);
+        let closed = || {
+            s.refuse(
+                "deadline",
+                Status::aborted(format!(
+                    "exchange {} of round {} reached its deadline before this upload was received",
+                    slot.ticket.exchange, slot.ticket.round
+                )),
+            )
+        };
         // Receive memory is reserved only under a permit, so at most
-        // `max_concurrent_uploads` payloads are held at once.
-        let _permit = s
-            .uploads
-            .acquire()
+        // `max_concurrent_uploads` payloads are held at once. Waiters are
+        // served in arrival order, and no wait outlasts the exchange.
+        let _permit = tokio::time::timeout_at(deadline, s.uploads.acquire())
             .await
+            .map_err(|_| closed())?
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
+        let pace = UploadPace::new(s.config.chunk_bytes, s.config.min_upload_rate);
         loop {
-            match stream.message().await {
-                Ok(Some(chunk)) => assembler.push(chunk).map_err(wire)?,
-                Ok(None) => break,
-                Err(status) => {
+            // Each chunk within its time at the minimum rate, and all of
+            // them before the deadline: a trickling peer is cut, and its
+            // permit goes to the next upload.
+            let due = pace.next(assembler.received());
+            let wait = tokio::time::timeout_at(deadline.min(due), stream.message()).await;
+            let message = match wait {
+                Ok(message) => message,
+                Err(_) if tokio::time::Instant::now() >= deadline => return Err(closed()),
+                Err(_) => {
                     return Err(s.refuse(
-                        "broken_stream",
-                        Status::cancelled(format!(
-                            "upload broke after {} bytes: {}",
+                        "too_slow",
+                        Status::deadline_exceeded(format!(
+                            "upload too slow: {} bytes in {:.0} s; the server's minimum is {} \
+                             bytes/s after the first {} s",
                             assembler.received(),
-                            status.message()
+                            pace.start.elapsed().as_secs_f64(),
+                            s.config.min_upload_rate,
+                            CHUNK_GRACE.as_secs()
                         )),
                     ));
                 }
+            };
+            match message {
+                Ok(Some(chunk)) => assembler.push(chunk).map_err(wire)?,
+                Ok(None) => break,
+                Err(status) => return Err(s.stream_error(status, assembler.received())),
             }
         }
         let received = assembler.finish().map_err(wire)?;
@@ -376,7 +492,7 @@ impl pb::federation_server::Federation for FederationService {
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         let s = &self.shared;
-        let state = s.lock();
+        let mut state = s.lock();
         let (sampled, accepted) = state
             .open
             .as_ref()
@@ -387,7 +503,7 @@ impl pb::federation_server::Federation for FederationService {
             round: state.round.min(s.config.rounds),
             rounds: s.config.rounds,
             finished: state.finished(),
-            live_clients: state.live(Instant::now(), s.config.client_timeout()).len() as u32,
+            live_clients: state.clients.live_count(Instant::now()) as u32,
             sampled,
             accepted,
             strategy: s.config.strategy.to_string(),

@@ -44,19 +44,20 @@ fn static_headers(content_type: &'static str) -> [(&'static str, &'static str); 
 pub fn status_json(shared: &Shared) -> serde_json::Value {
     let now = Instant::now();
     let (round, finished, clients, sampled, accepted) = {
-        let state = shared.lock();
-        let mut clients: Vec<_> = state
+        let mut state = shared.lock();
+        state.clients.evict(now);
+        // Sorted by id already.
+        let clients: Vec<_> = state
             .clients
             .iter()
             .map(|(id, c)| {
                 json!({
                     "id": id,
                     "examples": c.examples,
-                    "seen_secs_ago": now.saturating_duration_since(c.last_seen).as_secs_f64(),
+                    "seen_secs_ago": now.saturating_duration_since(c.last_seen()).as_secs_f64(),
                 })
             })
             .collect();
-        clients.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
         let (sampled, accepted) = state
             .open
             .as_ref()

@@ -40,7 +40,7 @@ async fn join_silently(port: u16) {
     let mut rpc = fusion_net::connect(
         &format!("http://127.0.0.1:{port}"),
         &fusion_net::ClientTls::default(),
-        fusion_net::BearerToken::new(Some("tok".into())),
+        fusion_net::BearerToken::new(Some("process-test-token".into())),
     )
     .expect("client");
     let model = fusion_core::synthetic::random_mlp(&[784, 32, 10], 0);
@@ -79,7 +79,7 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
         .args(["--min-updates", "1", "--deadline", "2"])
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .env("FUSION_MIN_CLIENTS", "2")
-        .env("FUSION_TOKEN", "tok")
+        .env("FUSION_TOKEN", "process-test-token")
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -99,7 +99,7 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
         .head(200);
     let mut config = fusion_client::ClientConfig::new(format!("http://127.0.0.1:{port}"), "p0");
     config.model = "mlp:32".parse().expect("model");
-    config.token = fusion_net::BearerToken::new(Some("tok".into()));
+    config.token = fusion_net::BearerToken::new(Some("process-test-token".into()));
     config.train.batch = 50;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // A silent second client: sampled, it never uploads, so the round

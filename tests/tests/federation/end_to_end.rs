@@ -23,7 +23,7 @@ async fn three_clients_two_rounds_over_mutual_tls() {
     config.tls_cert = Some(c("server.pem"));
     config.tls_key = Some(c("server.key"));
     config.client_ca = Some(c("ca.pem"));
-    config.token = Some("t0ken".into());
+    config.token = Some("end-to-end-token".into());
     let initial = initial_global(&config);
     let server = RunningServer::start(config, Some(test));
 
@@ -39,7 +39,7 @@ async fn three_clients_two_rounds_over_mutual_tls() {
             key: Some(c(&format!("client-{i}.key"))),
             domain: None,
         };
-        cfg.token = BearerToken::new(Some("t0ken".into()));
+        cfg.token = BearerToken::new(Some("end-to-end-token".into()));
         let data = Arc::new(train.subset(shard));
         clients.push(tokio::spawn(fusion_client::run(cfg, data)));
     }
@@ -50,10 +50,7 @@ async fn three_clients_two_rounds_over_mutual_tls() {
             .expect("client finished cleanly");
         assert_eq!(summary.rounds_merged, vec![1, 2]);
     }
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(60)))
-        .await
-        .expect("join")
-        .expect("server finished cleanly");
+    let summary = server.finished(Duration::from_secs(60)).await;
 
     assert_eq!(summary.records.len(), 2);
     assert_ne!(summary.global, initial, "the global model changed");

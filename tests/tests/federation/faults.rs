@@ -24,7 +24,7 @@ async fn a_client_killed_mid_upload_is_never_merged() {
 
     // The doomed client joins first, so the round waits for it.
     let mut rpc = raw_client(&url, &ClientTls::default(), None);
-    join(&mut rpc, "doomed", 1000, &model).await;
+    let doomed = join(&mut rpc, "doomed", 1000, &model).await;
     let halves = train.subset(&(0..400).collect::<Vec<_>>());
     let mut honest = Vec::new();
     for i in 0..2 {
@@ -34,12 +34,12 @@ async fn a_client_killed_mid_upload_is_never_merged() {
             Arc::new(halves.clone()),
         )));
     }
-    let round = wait_for_train(&mut rpc, "doomed").await;
+    let round = wait_for_train(&mut rpc, &doomed).await;
 
     // Header and half the data, then the process "dies": the stream is
     // reset mid-upload.
     let payload = Payload::from_params(&model).expect("payload");
-    let header = payload.header(round, "doomed", 1000);
+    let header = header(&payload, round, &doomed, 1000);
     let half = payload.bytes.slice(0..payload.bytes.len() / 2);
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::Chunk>(4);
     let mut stream_rpc = rpc.clone();
@@ -67,10 +67,7 @@ async fn a_client_killed_mid_upload_is_never_merged() {
         assert_eq!(s.rounds_merged, vec![1]);
     }
     let metrics = server.metrics.clone();
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(30)).await;
     let record = &summary.records[0];
     assert_eq!(record.clients, 2, "{record:?}");
     assert!(record.updates.iter().all(|u| u.client != "doomed"));

@@ -3,9 +3,12 @@
 
 mod end_to_end;
 mod faults;
+mod identity;
 mod names;
 mod refinement;
 mod refusals;
+mod serve_final;
+mod slow_peers;
 mod statistics;
 mod tls_refusals;
 mod weights;

@@ -46,19 +46,23 @@ async fn ids_with_control_characters_and_oversized_hashes_are_refused() {
     let s = rpc
         .heartbeat(pb::HeartbeatRequest {
             client_id: forged.into(),
+            session: String::new(),
         })
         .await
         .expect_err("heartbeat");
     assert_eq!(s.code(), Code::InvalidArgument);
-    let s = upload(&mut rpc, honest_chunks(&model, 1, forged, 10))
-        .await
-        .expect_err("upload");
+    let s = upload(
+        &mut rpc,
+        honest_chunks(&model, 1, &Joined::forged(forged, ""), 10),
+    )
+    .await
+    .expect_err("upload");
     assert_eq!(s.code(), Code::InvalidArgument);
     assert!(s.message().contains("control characters"), "{s:?}");
 
     // Tensor names in an upload's manifest are echoed by the manifest
     // check: they are refused by position, not repeated.
-    let mut chunks = honest_chunks(&model, 1, "c0", 10);
+    let mut chunks = honest_chunks(&model, 1, &Joined::forged("c0", ""), 10);
     if let Some(pb::chunk::Part::Header(h)) = &mut chunks[0].part {
         h.manifest[0].name = format!("layers.0.weight\nERROR {}", "x".repeat(1 << 20));
     }

@@ -105,10 +105,7 @@ async fn one_shot(kind: StrategyKind, fail: bool) -> (RunSummary, Arc<Mutex<Seen
     for client in clients {
         client.await.expect("task").expect("client finished");
     }
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(120)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(120)).await;
     (summary, seen)
 }
 

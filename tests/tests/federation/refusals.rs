@@ -8,6 +8,8 @@ use fusion_server::StrategyKind;
 use fusion_tests::*;
 use tonic::Code;
 
+const TOKEN: &str = "refusals-shared-token";
+
 fn data_of(chunks: &mut [pb::Chunk], i: usize) -> &mut bytes::Bytes {
     match &mut chunks[i].part {
         Some(pb::chunk::Part::Data(d)) => d,
@@ -22,7 +24,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     config.rounds = 1;
     config.min_clients = 1;
     config.strategy = StrategyKind::Fedavg;
-    config.token = Some("secret".into());
+    config.token = Some(TOKEN.into());
     let model = initial_global(&config);
     let server = RunningServer::start(config, None);
     let url = server.http_url();
@@ -32,6 +34,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     let status = intruder
         .heartbeat(pb::HeartbeatRequest {
             client_id: "x".into(),
+            session: String::new(),
         })
         .await
         .expect_err("bad token");
@@ -52,8 +55,8 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     assert!(matches!(err, fusion_client::ClientError::Auth(_)), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let mut rpc = raw_client(&url, &ClientTls::default(), Some("secret"));
-    join(&mut rpc, "c0", 100, &model).await;
+    let mut rpc = raw_client(&url, &ClientTls::default(), Some(TOKEN));
+    let c0 = join(&mut rpc, "c0", 100, &model).await;
     let status = rpc
         .status(pb::StatusRequest {})
         .await
@@ -65,11 +68,11 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     );
     assert_eq!(status.strategy, "fedavg");
     assert_eq!(status.live_clients, 1);
-    let round = wait_for_train(&mut rpc, "c0").await;
+    let round = wait_for_train(&mut rpc, &c0).await;
     assert_eq!(round, 1);
 
     // Corrupt chunk: one flipped bit fails the hash.
-    let mut chunks = honest_chunks(&model, round, "c0", 100);
+    let mut chunks = honest_chunks(&model, round, &c0, 100);
     let d = data_of(&mut chunks, 1);
     let mut v = d.to_vec();
     v[10] ^= 0x40;
@@ -79,7 +82,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     assert!(s.message().contains("hash mismatch"), "{s:?}");
 
     // Header hash that does not match honest data.
-    let mut chunks = honest_chunks(&model, round, "c0", 100);
+    let mut chunks = honest_chunks(&model, round, &c0, 100);
     if let Some(pb::chunk::Part::Header(h)) = &mut chunks[0].part {
         h.sha256 = "00".repeat(32);
     }
@@ -88,7 +91,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
 
     // Wrong shape.
     let other = fusion_core::synthetic::random_mlp(&[784, 33, 10], 1);
-    let s = upload(&mut rpc, honest_chunks(&other, round, "c0", 100))
+    let s = upload(&mut rpc, honest_chunks(&other, round, &c0, 100))
         .await
         .expect_err("shape");
     assert_eq!(s.code(), Code::InvalidArgument);
@@ -101,7 +104,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     let mut poisoned = model.clone();
     let at = poisoned.position("layers.1.bias").expect("bias");
     poisoned.at_mut(at).data_mut()[3] = f32::NAN;
-    let s = upload(&mut rpc, honest_chunks(&poisoned, round, "c0", 100))
+    let s = upload(&mut rpc, honest_chunks(&poisoned, round, &c0, 100))
         .await
         .expect_err("nan");
     assert_eq!(s.code(), Code::InvalidArgument);
@@ -111,32 +114,35 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     );
 
     // Truncated stream (the last data chunk never sent).
-    let mut chunks = honest_chunks(&model, round, "c0", 100);
+    let mut chunks = honest_chunks(&model, round, &c0, 100);
     chunks.pop();
     let s = upload(&mut rpc, chunks).await.expect_err("short");
     assert!(s.message().contains("truncated"), "{s:?}");
 
     // An update for an old round (a replay).
-    let s = upload(&mut rpc, honest_chunks(&model, 0, "c0", 100))
+    let s = upload(&mut rpc, honest_chunks(&model, 0, &c0, 100))
         .await
         .expect_err("old round");
     assert_eq!(s.code(), Code::Aborted);
     assert!(s.message().contains("over"), "{s:?}");
 
     // A client that never joined.
-    let s = upload(&mut rpc, honest_chunks(&model, round, "ghost", 100))
-        .await
-        .expect_err("unknown");
+    let s = upload(
+        &mut rpc,
+        honest_chunks(&model, round, &Joined::forged("ghost", ""), 100),
+    )
+    .await
+    .expect_err("unknown");
     assert_eq!(s.code(), Code::NotFound);
 
     // Nothing of that reached the round: a good update completes it.
     let mut good = model.clone();
     good.at_mut(0).data_mut()[0] += 1.0;
-    upload(&mut rpc, honest_chunks(&good, round, "c0", 100))
+    upload(&mut rpc, honest_chunks(&good, round, &c0, 100))
         .await
         .expect("good update merged");
     // A duplicate after acceptance.
-    let s = upload(&mut rpc, honest_chunks(&good, round, "c0", 100))
+    let s = upload(&mut rpc, honest_chunks(&good, round, &c0, 100))
         .await
         .expect_err("duplicate");
     assert!(
@@ -145,10 +151,7 @@ async fn each_bad_update_is_refused_and_the_round_completes() {
     );
 
     let metrics = server.metrics.clone();
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(30)).await;
     assert_eq!(summary.records.len(), 1);
     assert_eq!(summary.global, good, "only the good update was merged");
     for reason in [

@@ -36,10 +36,7 @@ async fn one_shot_identical_clients(kind: StrategyKind) -> ParamSet {
         assert_eq!(summary.rounds_merged, vec![1], "{kind}");
         assert_eq!(summary.refused, 0, "{kind}");
     }
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(120)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(120)).await;
     assert_eq!(summary.records.len(), 1);
     assert_eq!(summary.records[0].clients, 3);
     summary.global
@@ -91,22 +88,24 @@ fn statistics(model: &ParamSet, names: &[String]) -> BTreeMap<String, StatisticT
 }
 
 fn chunks(
+    client: &Joined,
     weights: Option<&ParamSet>,
     stats: &BTreeMap<String, StatisticTensor>,
     exchange: u32,
 ) -> Vec<pb::Chunk> {
-    update_from("c0", weights, stats, exchange)
+    update_from(client, weights, stats, exchange)
 }
 
 /// A one-round RegMean server with one raw client `c0` joined with
-/// `examples`, asked for exchange 0: the server, the client, the global
-/// model and the order.
+/// `examples`, asked for exchange 0: the server, the connection, the
+/// client, the global model and the order.
 async fn one_regmean_client(
     name: &str,
     examples: u64,
 ) -> (
     RunningServer,
     fusion_net::FederationClient,
+    Joined,
     ParamSet,
     pb::HeartbeatReply,
 ) {
@@ -119,14 +118,14 @@ async fn one_regmean_client(
     let model = initial_global(&config);
     let server = RunningServer::start(config, None);
     let mut rpc = raw_client(&server.http_url(), &ClientTls::default(), None);
-    join(&mut rpc, "c0", examples, &model).await;
-    let order = wait_for_order(&mut rpc, "c0").await;
-    (server, rpc, model, order)
+    let c0 = join(&mut rpc, "c0", examples, &model).await;
+    let order = wait_for_order(&mut rpc, &c0).await;
+    (server, rpc, c0, model, order)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes() {
-    let (server, mut rpc, model, order) = one_regmean_client("stats-refusals", 100).await;
+    let (server, mut rpc, c0, model, order) = one_regmean_client("stats-refusals", 100).await;
     let layers: Vec<String> = linear_chain(&model)
         .expect("chain")
         .into_iter()
@@ -156,46 +155,51 @@ async fn statistics_that_were_not_asked_for_are_refused_and_the_round_completes(
     }
     let cases: Vec<(Vec<pb::Chunk>, Code, &str)> = vec![
         (
-            chunks(Some(&model), &inflated, 0),
+            chunks(&c0, Some(&model), &inflated, 0),
             Code::InvalidArgument,
             "sums 100000 examples, but the update claims 100",
         ),
         (
-            chunks(Some(&model), &unasked, 0),
+            chunks(&c0, Some(&model), &unasked, 0),
             Code::InvalidArgument,
             "cross:layers.0",
         ),
         (
-            chunks(Some(&model), &misshapen, 0),
+            chunks(&c0, Some(&model), &misshapen, 0),
             Code::InvalidArgument,
             "shape [4]",
         ),
         (
-            chunks(Some(&model), &poisoned, 0),
+            chunks(&c0, Some(&model), &poisoned, 0),
             Code::InvalidArgument,
             "gram:layers.1",
         ),
         (
-            chunks(Some(&model), &BTreeMap::new(), 0),
+            chunks(&c0, Some(&model), &BTreeMap::new(), 0),
             Code::InvalidArgument,
             "gram:layers.0",
         ),
-        (chunks(None, &good, 0), Code::InvalidArgument, "tensors"),
-        (chunks(Some(&model), &good, 1), Code::Aborted, "exchange 1"),
+        (
+            chunks(&c0, None, &good, 0),
+            Code::InvalidArgument,
+            "tensors",
+        ),
+        (
+            chunks(&c0, Some(&model), &good, 1),
+            Code::Aborted,
+            "exchange 1",
+        ),
     ];
     for (bad, code, names) in cases {
         let s = upload(&mut rpc, bad).await.expect_err(names);
         assert_eq!(s.code(), code, "{s:?}");
         assert!(s.message().contains(names), "{names}: {s:?}");
     }
-    upload(&mut rpc, chunks(Some(&model), &good, 0))
+    upload(&mut rpc, chunks(&c0, Some(&model), &good, 0))
         .await
         .expect("the good update is merged");
     let metrics = server.metrics.clone();
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(30)).await;
     assert_eq!(summary.records.len(), 1);
     // One client with diagonal Gram matrices: RegMean returns its model.
     for (name, t) in summary.global.iter() {
@@ -236,10 +240,7 @@ async fn a_cold_start_merges_round_one_with_its_own_strategy() {
         let summary = client.await.expect("task").expect("client finished");
         assert_eq!(summary.rounds_merged, vec![1, 2]);
     }
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(120)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(120)).await;
     let strategies: Vec<&str> = summary
         .records
         .iter()
@@ -250,13 +251,13 @@ async fn a_cold_start_merges_round_one_with_its_own_strategy() {
 
 /// An update of `weights` and `stats` from `id` for exchange `exchange`.
 fn update_from(
-    id: &str,
+    client: &Joined,
     weights: Option<&ParamSet>,
     stats: &BTreeMap<String, StatisticTensor>,
     exchange: u32,
 ) -> Vec<pb::Chunk> {
     let payload = Payload::from_update(weights, stats).expect("payload");
-    let mut header = payload.header(1, id, 100);
+    let mut header = header(&payload, 1, client, 100);
     header.exchange = exchange;
     payload
         .chunks(header, fusion_net::MIN_CHUNK_BYTES)
@@ -288,18 +289,21 @@ async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
         raw_client(&server.http_url(), &ClientTls::default(), None),
         raw_client(&server.http_url(), &ClientTls::default(), None),
     );
-    join(&mut live, "live", 100, &models[0]).await;
-    join(&mut dying, "dying", 100, &models[1]).await;
-    let order = wait_for_exchange(&mut live, "live", 0).await;
-    wait_for_exchange(&mut dying, "dying", 0).await;
+    let live_id = join(&mut live, "live", 100, &models[0]).await;
+    let dying_id = join(&mut dying, "dying", 100, &models[1]).await;
+    let order = wait_for_exchange(&mut live, &live_id, 0).await;
+    wait_for_exchange(&mut dying, &dying_id, 0).await;
     let first = statistics(&models[0], &order.statistics);
-    upload(&mut live, update_from("live", Some(&models[0]), &first, 0))
-        .await
-        .expect("live, exchange 0");
+    upload(
+        &mut live,
+        update_from(&live_id, Some(&models[0]), &first, 0),
+    )
+    .await
+    .expect("live, exchange 0");
     let second = statistics(&models[1], &order.statistics);
     upload(
         &mut dying,
-        update_from("dying", Some(&models[1]), &second, 0),
+        update_from(&dying_id, Some(&models[1]), &second, 0),
     )
     .await
     .expect("dying, exchange 0");
@@ -331,11 +335,11 @@ async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
     while let Some(next) = offline.advance().expect("advance") {
         exchange += 1;
         assert_eq!(next.exchange, exchange);
-        let order = wait_for_exchange(&mut live, "live", exchange).await;
+        let order = wait_for_exchange(&mut live, &live_id, exchange).await;
         let names: Vec<String> = next.statistics.iter().map(|r| r.name()).collect();
         assert_eq!(order.statistics, names, "exchange {exchange} asks the same");
         let stats = statistics(&models[0], &names);
-        upload(&mut live, update_from("live", None, &stats, exchange))
+        upload(&mut live, update_from(&live_id, None, &stats, exchange))
             .await
             .unwrap_or_else(|s| panic!("live, exchange {exchange}: {s:?}"));
         add(&mut offline, None, stats);
@@ -345,10 +349,7 @@ async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
         "layerwise on a two-layer MLP has a second exchange"
     );
     let want = offline.finish().expect("offline finish").merged;
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(60)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(60)).await;
     assert_eq!(
         summary.records.len(),
         1,
@@ -374,15 +375,12 @@ async fn statistics_of_an_update_claiming_more_than_its_join_count_weigh_the_joi
     // Joined with 40 examples; the upload claims 100 and its Gram
     // matrices sum 100 examples. Scaled to the weight used (40), they
     // pass the count check, which unscaled they would fail.
-    let (server, mut rpc, model, order) = one_regmean_client("stats-capped", 40).await;
+    let (server, mut rpc, c0, model, order) = one_regmean_client("stats-capped", 40).await;
     let stats = statistics(&model, &order.statistics);
-    upload(&mut rpc, chunks(Some(&model), &stats, 0))
+    upload(&mut rpc, chunks(&c0, Some(&model), &stats, 0))
         .await
         .expect("merged at the Join count");
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(30)).await;
     let update = &summary.records[0].updates[0];
     assert_eq!((update.examples, update.claimed_examples), (40, Some(100)));
     for (name, t) in summary.global.iter() {

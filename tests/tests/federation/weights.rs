@@ -38,16 +38,17 @@ async fn upload_claims_cannot_outweigh_the_join_count() {
         ("greedy", 100, u64::MAX, 1.0),
         ("huge", 1_000_000_000_000, 1_000_000_000_000, 2.0),
     ];
-    for (id, joined, _, _) in clients {
-        join(&mut rpc, id, joined, &model).await;
+    let mut joined = std::collections::BTreeMap::new();
+    for (id, examples, _, _) in clients {
+        joined.insert(id, join(&mut rpc, id, examples, &model).await);
     }
-    for (id, _, _, _) in clients {
-        assert_eq!(wait_for_train(&mut rpc, id).await, 1);
+    for client in joined.values() {
+        assert_eq!(wait_for_train(&mut rpc, client).await, 1);
     }
 
     let s = upload(
         &mut rpc,
-        honest_chunks(&filled(&model, 5.0), 1, "honest", 0),
+        honest_chunks(&filled(&model, 5.0), 1, &joined["honest"], 0),
     )
     .await
     .expect_err("zero examples");
@@ -57,15 +58,12 @@ async fn upload_claims_cannot_outweigh_the_join_count() {
     for (id, _, claimed, value) in clients {
         upload(
             &mut rpc,
-            honest_chunks(&filled(&model, value), 1, id, claimed),
+            honest_chunks(&filled(&model, value), 1, &joined[id], claimed),
         )
         .await
         .expect("merged");
     }
-    let summary = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(30)))
-        .await
-        .expect("join")
-        .expect("server finished");
+    let summary = server.finished(Duration::from_secs(30)).await;
 
     // Weights 100, 100 (the claim capped at Join) and 1000 (Join capped
     // by max_examples): (0·100 + 1·100 + 2·1000) / 1200.

@@ -175,32 +175,38 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
     let url = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(Server::new(config, None)?.run(listener, std::future::pending()));
     let spec_hash = fusion_net::manifest_hash(&payload.manifest);
-    let mut rpcs: Vec<FederationClient> = Vec::new();
+    // Each client's connection and the session secret its Join returned.
+    let mut rpcs: Vec<(FederationClient, String)> = Vec::new();
     for i in 0..clients {
         let mut rpc = fusion_net::connect(&url, &ClientTls::default(), BearerToken::default())?;
-        rpc.join(pb::JoinRequest {
-            protocol_version: fusion_net::PROTOCOL_VERSION,
-            client_id: format!("c{i}"),
-            examples: 1,
-            spec_hash: spec_hash.clone(),
-        })
-        .await
-        .context("join")?;
-        rpcs.push(rpc);
+        let session = rpc
+            .join(pb::JoinRequest {
+                protocol_version: fusion_net::PROTOCOL_VERSION,
+                client_id: format!("c{i}"),
+                examples: 1,
+                spec_hash: spec_hash.clone(),
+            })
+            .await
+            .context("join")?
+            .into_inner()
+            .session;
+        rpcs.push((rpc, session));
     }
     let payload = Arc::new(payload.clone());
     let mut best = f64::INFINITY;
     for round in 1..=rounds {
-        for (i, rpc) in rpcs.iter_mut().enumerate() {
-            wait_for_train(rpc, &format!("c{i}"), round).await?;
+        for (i, (rpc, session)) in rpcs.iter_mut().enumerate() {
+            wait_for_train(rpc, &format!("c{i}"), session, round).await?;
         }
         let start = Instant::now();
         let mut uploads = Vec::new();
-        for (i, rpc) in rpcs.iter().enumerate() {
+        for (i, (rpc, session)) in rpcs.iter().enumerate() {
             let mut rpc = rpc.clone();
             let payload = payload.clone();
+            let session = session.clone();
             uploads.push(tokio::spawn(async move {
-                let header = payload.header(round, &format!("c{i}"), 1);
+                let mut header = payload.header(round, &format!("c{i}"), 1);
+                header.session = session;
                 let chunks = payload.chunks(header, fusion_net::DEFAULT_CHUNK_BYTES);
                 rpc.upload(tokio_stream::iter(chunks)).await
             }));
@@ -215,12 +221,18 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
     Ok(best)
 }
 
-async fn wait_for_train(rpc: &mut FederationClient, id: &str, round: u32) -> Result<()> {
+async fn wait_for_train(
+    rpc: &mut FederationClient,
+    id: &str,
+    session: &str,
+    round: u32,
+) -> Result<()> {
     let start = Instant::now();
     loop {
         let r = rpc
             .heartbeat(pb::HeartbeatRequest {
                 client_id: id.into(),
+                session: session.into(),
             })
             .await?
             .into_inner();

@@ -49,17 +49,20 @@ fn server_align_equals_offline_merge_align() {
         );
         let manifest = Payload::from_params(&models[0]).expect("payload").manifest;
         let mut rpcs = Vec::new();
+        let mut sessions = Vec::new();
         for (i, &n) in examples.iter().enumerate() {
             let mut rpc = fusion_net::connect(&url, &ClientTls::default(), BearerToken::default())
                 .expect("connect");
-            rpc.join(pb::JoinRequest {
-                protocol_version: fusion_net::PROTOCOL_VERSION,
-                client_id: format!("c{i}"),
-                examples: n,
-                spec_hash: fusion_net::manifest_hash(&manifest),
-            })
-            .await
-            .expect("join");
+            let reply = rpc
+                .join(pb::JoinRequest {
+                    protocol_version: fusion_net::PROTOCOL_VERSION,
+                    client_id: format!("c{i}"),
+                    examples: n,
+                    spec_hash: fusion_net::manifest_hash(&manifest),
+                })
+                .await
+                .expect("join");
+            sessions.push(reply.into_inner().session);
             rpcs.push(rpc);
         }
         // Wait until the round is open, then upload in a fixed order: the
@@ -68,6 +71,7 @@ fn server_align_equals_offline_merge_align() {
             let reply = rpcs[0]
                 .heartbeat(pb::HeartbeatRequest {
                     client_id: "c0".into(),
+                    session: sessions[0].clone(),
                 })
                 .await
                 .expect("heartbeat")
@@ -79,7 +83,8 @@ fn server_align_equals_offline_merge_align() {
         }
         for (i, rpc) in rpcs.iter_mut().enumerate() {
             let payload = Payload::from_params(&models[i]).expect("payload");
-            let header = payload.header(1, &format!("c{i}"), examples[i]);
+            let mut header = payload.header(1, &format!("c{i}"), examples[i]);
+            header.session = sessions[i].clone();
             rpc.upload(tokio_stream::iter(payload.chunks(header, 1 << 20)))
                 .await
                 .expect("accepted");

@@ -1,0 +1,282 @@
+//! Accepted connections, bounded. Each one holds a slot of
+//! `max_connections` for its whole life (beyond the cap, a connection is
+//! closed as soon as it is accepted, so idle sockets cannot exhaust file
+//! descriptors and lock honest clients out), must send its first bytes
+//! within [`FIRST_BYTES`] (a TLS ClientHello or the HTTP/2 preface), and
+//! is closed after [`IDLE`] without reading anything (a live HTTP/2
+//! connection answers the server's keepalive pings well within it). Accept
+//! errors such as running out of file descriptors back off instead of
+//! spinning.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, Sleep};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::metrics::Metrics;
+
+/// Time a new connection has to send its first bytes.
+pub const FIRST_BYTES: Duration = Duration::from_secs(10);
+/// Time a connection may go without sending anything. The server pings
+/// every [`KEEPALIVE`], so a live peer is heard from at least that often.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// HTTP/2 keepalive ping interval of the server.
+pub const KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// The bounds on connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max: usize,
+    /// Time a new connection has to send its first bytes.
+    pub first_bytes: Duration,
+    /// Time a connection may go without sending anything.
+    pub idle: Duration,
+}
+
+impl Limits {
+    /// The server's bounds: `max` connections, [`FIRST_BYTES`], [`IDLE`].
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            first_bytes: FIRST_BYTES,
+            idle: IDLE,
+        }
+    }
+}
+
+/// A stream of accepted connections for tonic, within `limits`. The
+/// accept loop stops when the stream is dropped (at shutdown).
+pub fn guarded(
+    listener: TcpListener,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+) -> ReceiverStream<io::Result<GuardedStream>> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(accept_loop(listener, limits, metrics, tx));
+    ReceiverStream::new(rx)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<io::Result<GuardedStream>>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max));
+    let mut last_warning: Option<Instant> = None;
+    let mut warn = |what: String| {
+        // At most one warning a minute: a flood must not flood the log.
+        if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            tracing::warn!("{what}");
+            last_warning = Some(Instant::now());
+        }
+    };
+    loop {
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors (or another transient failure):
+                // wait for connections to close rather than spin.
+                warn(format!("accepting a connection failed: {e}; backing off"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.connections_refused.inc();
+            warn(format!(
+                "{} connections are open (max_connections); closing new ones until some close",
+                limits.max
+            ));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let guarded = GuardedStream::new(stream, slot, limits, metrics.clone());
+        if tx.send(Ok(guarded)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP connection that holds a connection slot and times out silence.
+#[derive(Debug)]
+pub struct GuardedStream {
+    inner: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+    heard: bool,
+    last_read: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl GuardedStream {
+    fn new(
+        inner: TcpStream,
+        slot: OwnedSemaphorePermit,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.connections.inc();
+        let now = Instant::now();
+        Self {
+            inner,
+            _slot: slot,
+            limits,
+            metrics,
+            heard: false,
+            last_read: now,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.first_bytes)),
+        }
+    }
+}
+
+impl Drop for GuardedStream {
+    fn drop(&mut self) {
+        self.metrics.connections.dec();
+    }
+}
+
+impl Connected for GuardedStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+impl AsyncRead for GuardedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    // The timer is not moved on every read (that would
+                    // cost a timer update per packet); it is re-armed from
+                    // here when it fires.
+                    this.heard = true;
+                    this.last_read = Instant::now();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => loop {
+                if this.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let deadline = this.last_read + this.limits.idle;
+                if !this.heard || deadline <= Instant::now() {
+                    this.metrics.connections_timed_out.inc();
+                    let what = if this.heard {
+                        format!("connection silent for {:?}", this.limits.idle)
+                    } else {
+                        format!("no handshake within {:?}", this.limits.first_bytes)
+                    };
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+                }
+                this.timer.as_mut().reset(deadline);
+            },
+        }
+    }
+}
+
+impl AsyncWrite for GuardedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn silence_is_cut_and_the_cap_closes_extra_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let metrics = Arc::new(Metrics::new());
+        let limits = Limits {
+            max: 2,
+            first_bytes: Duration::from_millis(200),
+            idle: Duration::from_millis(500),
+        };
+        let mut incoming = guarded(listener, limits, metrics.clone());
+        use tokio_stream::StreamExt;
+
+        // A connection that never speaks is closed after `first_bytes`.
+        let _quiet = TcpStream::connect(addr).await.expect("connect");
+        let mut server_side = incoming.next().await.expect("accepted").expect("ok");
+        let mut byte = [0u8; 1];
+        let err = server_side.read(&mut byte).await.expect_err("timed out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(err.to_string().contains("no handshake"), "{err}");
+
+        // One that speaks is kept until it is silent for `idle`.
+        let mut talker = TcpStream::connect(addr).await.expect("connect");
+        let mut talked = incoming.next().await.expect("accepted").expect("ok");
+        talker.write_all(b"hello").await.expect("write");
+        let mut five = [0u8; 5];
+        talked.read_exact(&mut five).await.expect("read");
+        let started = Instant::now();
+        let err = talked.read(&mut byte).await.expect_err("idle");
+        assert!(err.to_string().contains("silent"), "{err}");
+        assert!(started.elapsed() >= limits.idle - Duration::from_millis(50));
+        assert_eq!(metrics.connections_timed_out.get(), 2);
+
+        // Two slots: with both held, a third connection is closed at once.
+        drop((server_side, talked));
+        let _a = TcpStream::connect(addr).await.expect("connect");
+        let held_a = incoming.next().await.expect("accepted").expect("ok");
+        let _b = TcpStream::connect(addr).await.expect("connect");
+        let _held_b = incoming.next().await.expect("accepted").expect("ok");
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        let n = c.read(&mut byte).await.unwrap_or(0);
+        assert_eq!(n, 0, "closed at once");
+        assert_eq!(metrics.connections_refused.get(), 1);
+        assert_eq!(metrics.connections.get(), 2);
+        drop(held_a);
+        assert_eq!(metrics.connections.get(), 1);
+    }
+}
