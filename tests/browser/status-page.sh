@@ -103,6 +103,9 @@ def text(element_id):
 assert len(records) == 2, f"rounds.jsonl holds {len(records)} rounds, expected 2"
 assert text("round") == "3 / 4", f"the page shows round {text('round')!r}, the server is in round 3 of 4"
 assert text("clients") == "1", f"clients seen {text('clients')!r}; one client joined the resumed server"
+want = "waiting for clients: 1 of the 2 needed to open round 3"
+assert text("phase") == want, f"the page says {text('phase')!r}, expected {want!r}"
+assert text("accepted") == "2", f"updates merged {text('accepted')!r}: the two rounds before the restart count"
 hostile = sys.argv[4]
 clients = re.search(r'<table id="clientlist">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
 cell = re.findall(r"<td>(.*?)</td>", clients)[0]
@@ -116,6 +119,9 @@ assert [row[:3] for row in rendered] == expected, f"the rounds table renders {re
 svg = re.search(r'<svg id="curve".*?</svg>', dom, re.S).group(0)
 assert svg.count("<polyline") == 2 and svg.count("<circle") == 2 * len(records), \
     f"the curves do not show a point per round: {svg[:300]}"
+labels = re.findall(r"<text[^>]*>(.*?)</text>", svg)
+assert {"test accuracy", "test loss", "round", "0", "0.5", "1"} <= set(labels), f"the chart's axes are not labelled: {labels}"
+assert [str(r["round"]) for r in records] == [l for l in labels if l in {"1", "2"}][-2:], f"rounds along the bottom: {labels}"
 assert "never" not in text("updated") and "failed" not in text("updated"), "the page never refreshed"
 assert png.startswith(b"\x89PNG") and len(png) > 10_000, "the screenshot is not a real PNG"
 print(f"status page: round 3 / 4 and rounds {[row[:3] for row in rendered]} rendered by chromium; "

@@ -89,6 +89,10 @@ pub struct ServerArgs {
     /// from it may act only as its own client id.
     #[arg(long, env = "FUSION_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// Bearer token that /status.json and /metrics need (the page asks for
+    /// it); without it they are open on --metrics-listen.
+    #[arg(long, env = "FUSION_STATUS_TOKEN", hide_env_values = true)]
+    pub status_token: Option<String>,
     /// Dataset whose test split scores each round (embedded, fashion-mnist[:DIR], …).
     #[arg(long, env = "FUSION_TEST_DATA")]
     pub test_data: Option<String>,
@@ -220,6 +224,9 @@ impl ServerArgs {
         );
         if let Some(token) = &self.token {
             c.token = Some(token.clone().into());
+        }
+        if let Some(token) = &self.status_token {
+            c.status_token = Some(token.clone().into());
         }
         c.validate()?;
         Ok(c)

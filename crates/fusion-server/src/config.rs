@@ -99,6 +99,10 @@ pub struct ServerConfig {
     /// File of per-client tokens, one `CLIENT_ID TOKEN` line each: a call
     /// with one of them may act only as that client id.
     pub token_file: Option<PathBuf>,
+    /// Bearer token `/status.json` and `/metrics` need (the status page
+    /// asks for it). They show client ids; without it they are open to
+    /// whoever reaches `metrics_listen`.
+    pub status_token: Option<SecretString>,
     /// Dataset whose test split scores each global model (`embedded`,
     /// `fashion-mnist`, …); none by default.
     pub test_data: Option<String>,
@@ -186,6 +190,7 @@ impl Default for ServerConfig {
             client_ca: None,
             token: None,
             token_file: None,
+            status_token: None,
             test_data: None,
             distill_data: None,
             distill_epochs: 20,
@@ -276,6 +281,17 @@ impl ServerConfig {
                 "max_clients ({}) must be at least min_clients ({})",
                 self.max_clients, self.min_clients
             ));
+        }
+        if let Some(token) = &self.status_token {
+            if token.0.len() < fusion_net::MIN_TOKEN_BYTES {
+                return bad(format!(
+                    "status_token must be at least {} bytes (try `openssl rand -hex 16`)",
+                    fusion_net::MIN_TOKEN_BYTES
+                ));
+            }
+            if self.metrics_listen.is_none() {
+                return bad("status_token guards the status page: it needs metrics_listen".into());
+            }
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());

@@ -28,7 +28,7 @@ function svgElement(name, attributes, text) {
 }
 
 function curve(records) {
-  const svg = $("curve"), w = 640, h = 220, pad = 30;
+  const svg = $("curve"), w = 640, h = 220, pad = 36;
   const pts = records.filter((r) => typeof r.test_acc === "number" && typeof r.test_loss === "number");
   if (pts.length === 0) {
     svg.replaceChildren(svgElement("text", { x: 20, y: 110, fill: "#777" },
@@ -48,15 +48,68 @@ function curve(records) {
   svg.replaceChildren(
     line(acc, "#0072b2"), line(loss, "#d55e00"),
     ...dots(acc, "#0072b2"), ...dots(loss, "#d55e00"),
-    svgElement("text", { x: pad, y: 16, fill: "#0072b2" }, "accuracy (0-1)"),
-    svgElement("text", { x: pad + 140, y: 16, fill: "#d55e00" }, "loss (0-" + maxLoss.toFixed(2) + ")"),
-    svgElement("text", { x: pad, y: h - 8, fill: "#777" }, "round " + pts[0].round),
-    svgElement("text", { x: w - pad - 60, y: h - 8, fill: "#777" }, "round " + pts[pts.length - 1].round));
+    ...axes(pts, x, maxLoss, w, h, pad));
+}
+
+// Two value axes (accuracy on the left, loss on the right, each in its
+// colour) and the rounds along the bottom, so neither curve needs a guess.
+function axes(pts, x, maxLoss, w, h, pad) {
+  const grey = "#999", small = { "font-size": 11 };
+  const axis = (x1, y1, x2, y2, color) => svgElement("line", { x1, y1, x2, y2, stroke: color });
+  const out = [
+    axis(pad, pad, pad, h - pad, "#0072b2"),
+    axis(w - pad, pad, w - pad, h - pad, "#d55e00"),
+    axis(pad, h - pad, w - pad, h - pad, grey),
+    svgElement("text", { x: pad, y: 16, fill: "#0072b2" }, "test accuracy"),
+    svgElement("text", { x: w - pad, y: 16, fill: "#d55e00", "text-anchor": "end" }, "test loss"),
+  ];
+  for (const f of [0, 0.5, 1]) {
+    const y = h - pad - f * (h - 2 * pad);
+    out.push(svgElement("text", { x: pad - 4, y: y + 4, fill: "#0072b2", "text-anchor": "end", ...small }, String(f)));
+    out.push(svgElement("text", { x: w - pad + 4, y: y + 4, fill: "#d55e00", ...small }, (f * maxLoss).toPrecision(2)));
+  }
+  const step = Math.ceil(pts.length / 10);
+  pts.forEach((r, i) => {
+    if (i % step === 0 || i === pts.length - 1) {
+      out.push(svgElement("text", { x: x(i), y: h - pad + 14, fill: grey, "text-anchor": "middle", ...small }, String(r.round)));
+    }
+  });
+  out.push(svgElement("text", { x: w / 2, y: h - 2, fill: grey, "text-anchor": "middle", ...small }, "round"));
+  return out;
+}
+
+// The status token, when the server wants one: asked for once per tab,
+// kept in this tab's sessionStorage only, sent as a bearer token.
+const TOKEN_KEY = "fusion-status-token";
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value);
+  $("token").value = "";
+  refresh();
+});
+
+// What the server is doing, in words.
+function phase(s) {
+  if (s.finished) return "finished: all " + s.rounds + " rounds done";
+  if (s.sampled > 0) return "round " + s.round + " open: " + s.accepted_in_round + " of " + s.sampled + " sampled clients' updates in";
+  return "waiting for clients: " + s.clients.length + " of the " + s.min_clients + " needed to open round " + s.round;
 }
 
 async function refresh() {
   try {
-    const s = await (await fetch("status.json", { cache: "no-store" })).json();
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const answer = await fetch("status.json", {
+      cache: "no-store",
+      headers: token ? { Authorization: "Bearer " + token } : {},
+    });
+    if (answer.status === 401) {
+      $("login").hidden = false;
+      $("updated").textContent = token ? "the status token was refused" : "this server wants its status token";
+      return;
+    }
+    $("login").hidden = true;
+    const s = await answer.json();
+    $("phase").textContent = phase(s);
     $("strategy").textContent = "\u00b7 " + s.strategy;
     $("run").textContent = s.run_id;
     $("round").textContent = s.finished ? s.rounds + " / " + s.rounds + " done" : s.round + " / " + s.rounds;

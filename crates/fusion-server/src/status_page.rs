@@ -11,8 +11,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::service::Shared;
 
@@ -75,7 +78,13 @@ pub fn status_json(shared: &Shared) -> serde_json::Value {
         "clients": clients,
         "sampled": sampled,
         "accepted_in_round": accepted,
-        "updates_accepted": shared.metrics.accepted.get(),
+        "min_clients": config.min_clients,
+        // From the records, so a restart does not reset it.
+        "updates_accepted": shared
+            .records()
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(u64::from(r.clients)))
+            .saturating_add(accepted as u64),
         "rejected": shared.metrics.rejections(),
         "records": shared.records(),
     })
@@ -93,8 +102,35 @@ pub fn health_text(shared: &Shared) -> String {
     )
 }
 
+/// Whether a request to `/status.json` or `/metrics` may see them: always
+/// when no status token is configured, else only with `Authorization:
+/// Bearer <token>` (compared in constant time). Client ids are on the
+/// page and in the metrics' labels; the token keeps them to the operator.
+fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
+    let Some(expected) = &shared.config.status_token else {
+        return true;
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    given.len() == expected.0.len() && bool::from(given.as_bytes().ct_eq(expected.0.as_bytes()))
+}
+
+/// The answer to a request without the status token.
+fn unauthorised() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [("www-authenticate", "Bearer realm=\"fusion status\"")],
+        "this server's status needs its status token (Authorization: Bearer …)\n",
+    )
+        .into_response()
+}
+
 /// Serves the page, `/status.json`, `/metrics` and `/healthz` until
-/// `shutdown`.
+/// `shutdown`. With a status token, the data (`/status.json`, `/metrics`)
+/// needs it; the page itself holds none and asks for it.
 pub async fn serve(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
@@ -118,9 +154,12 @@ pub async fn serve(
         )
         .route(
             "/status.json",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let shared = for_status.clone();
                 async move {
+                    if !authorised(&shared, &headers) {
+                        return unauthorised();
+                    }
                     (
                         [
                             ("content-type", "application/json"),
@@ -128,6 +167,7 @@ pub async fn serve(
                         ],
                         status_json(&shared).to_string(),
                     )
+                        .into_response()
                 }
             }),
         )
@@ -140,9 +180,12 @@ pub async fn serve(
         )
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let shared = for_metrics.clone();
                 async move {
+                    if !authorised(&shared, &headers) {
+                        return unauthorised();
+                    }
                     (
                         [(
                             "content-type",
@@ -150,6 +193,7 @@ pub async fn serve(
                         )],
                         shared.metrics.render(),
                     )
+                        .into_response()
                 }
             }),
         );

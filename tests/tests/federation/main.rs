@@ -10,5 +10,6 @@ mod refusals;
 mod serve_final;
 mod slow_peers;
 mod statistics;
+mod status_token;
 mod tls_refusals;
 mod weights;
