@@ -4,7 +4,8 @@
 # Debian (deploy/base/build-base.sh), runtime stages from
 # deploy/Dockerfile.prebuilt (the same as deploy/Dockerfile's).
 #
-#   deploy/build-images.sh                 release build (what users run)
+#   deploy/build-images.sh                 release build (what users run;
+#                                          cargo only rebuilds what changed)
 #   deploy/build-images.sh --profile debug binaries `cargo test` already
 #                                          built (CI: no second build)
 #   deploy/build-images.sh --no-build      release binaries already built
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
     --profile) profile=${2:?--profile needs release or debug}; shift 2 ;;
     --tag) tag=${2:?--tag needs a value}; shift 2 ;;
     --no-build) build=false; shift ;;
-    *) echo "unknown argument: $1 (see the head of $0)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,/^set /{/^set /!p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (deploy/build-images.sh --help lists them)" >&2; exit 2 ;;
   esac
 done
 

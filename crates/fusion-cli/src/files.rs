@@ -60,14 +60,21 @@ pub fn read_model_and_examples(path: &Path) -> Result<(ParamSet, Option<f64>)> {
     Ok((model, examples))
 }
 
-/// Atomic write of any bytes (see [`write_model`]).
+/// Atomic write of any bytes (see [`write_model`]). The directory must
+/// exist: a mistyped `--out a/b/model.safetensors` is an error, not a tree
+/// of new directories (commands whose `--out` is a directory create it).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot write '{}': directory '{}' does not exist (create it first)",
+            path.display(),
+            dir.display()
+        );
+    }
     let name = path
         .file_name()
         .with_context(|| format!("'{}' is not a file path", path.display()))?;

@@ -529,15 +529,23 @@ impl Session {
                 LogSafe(&reason).to_string(),
             )));
         }
+        let mut last = describe(&status);
+        if self.config.server.starts_with("http://") && looks_like_tls_server(&last) {
+            last.push_str(
+                " (a TLS server answers plain HTTP/2 like this: use an https:// address and --ca)",
+            );
+        }
         let since = *self.unreachable_since.get_or_insert_with(Instant::now);
-        if since.elapsed() >= self.config.give_up_after {
+        let left = self.config.give_up_after.saturating_sub(since.elapsed());
+        if left.is_zero() {
             return Err(ClientError::Unreachable {
                 url: self.config.server.clone(),
                 seconds: since.elapsed().as_secs_f64(),
-                last: LogSafe(&describe(&status)).to_string(),
+                last: LogSafe(&last).to_string(),
             });
         }
-        let delay = self.backoff.next_delay();
+        // Never sleep past the give-up time: the last try comes at it.
+        let delay = self.backoff.next_delay().min(left);
         if self.backoff.failures() == 1 {
             self.summary.reconnects += 1;
         }
@@ -546,7 +554,7 @@ impl Session {
             code = ?status.code(),
             retry_in_ms = delay.as_millis() as u64,
             "server call failed: {}",
-            LogSafe(&describe(&status))
+            LogSafe(&last)
         );
         tokio::time::sleep(delay).await;
         Ok(Reaction::Retry)
@@ -575,16 +583,34 @@ async fn within<T>(
     })
 }
 
-/// The status message with its whole source chain, on one line.
+/// The status message with its whole source chain, on one line, each
+/// cause once (tonic's messages often repeat their source's text).
 fn describe(status: &Status) -> String {
     let mut text = status.message().to_owned();
     let mut source = std::error::Error::source(status);
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
         source = s.source();
     }
     text
+}
+
+/// Whether a failure over plain HTTP/2 looks like the peer speaks TLS: it
+/// answers the HTTP/2 preface with bytes that are not HTTP/2 frames.
+fn looks_like_tls_server(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    [
+        "frame",
+        "h2 protocol error",
+        "http2 error",
+        "connection reset",
+    ]
+    .iter()
+    .any(|sign| lower.contains(sign))
 }
 
 /// A TLS handshake failure hidden in a transport error, which no retry

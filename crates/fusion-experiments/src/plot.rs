@@ -35,6 +35,9 @@ pub struct Figure {
     pub title: String,
     /// x axis label, e.g. `λ`.
     pub x_label: String,
+    /// Whether x counts (rounds): ticks at whole numbers only, labelled
+    /// `3`, not `3.0`.
+    pub integer_x: bool,
     /// The lines.
     pub series: Vec<Series>,
 }
@@ -109,33 +112,60 @@ impl Figure {
         let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
             (l.min(v), h.max(v))
         });
-        let (x0, x1) = if x0 < x1 { (x0, x1) } else { (0.0, 1.0) };
+        let (x0, x1) = if x0 < x1 {
+            (x0, x1)
+        } else if self.integer_x && x0.is_finite() {
+            // One round: a unit around it, so its tick is in the middle.
+            (x0 - 1.0, x0 + 1.0)
+        } else {
+            (0.0, 1.0)
+        };
         let mut chart = ChartBuilder::on(area)
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label.as_str())
+        let whole = |x: &f64| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        };
+        let mut mesh = chart.configure_mesh();
+        if self.integer_x {
+            // As many ticks as whole numbers fit, up to 12, each an integer.
+            let span = (x1 - x0).round().max(1.0) as usize;
+            mesh.x_labels((span + 1).min(12)).x_label_formatter(&whole);
+        }
+        mesh.x_desc(self.x_label.as_str())
             .y_desc(y_label)
             .label_style(("sans-serif", 13))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
+        // Earlier lines are drawn wider, and each has its own marker, so a
+        // line that lies exactly on another still shows beneath it.
+        let n = self.series.len() as u32;
         for (i, (series, y)) in self.series.iter().zip(&ys).enumerate() {
             let color = PALETTE[i % PALETTE.len()];
+            let width = 2 + 2 * (n - 1 - i as u32).min(3);
             let points: Vec<(f64, f64)> = series.x.iter().copied().zip(y.iter().copied()).collect();
             chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))?
                 .label(series.label.as_str())
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
                 });
-            chart.draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 3, color.filled())),
-            )?;
+            let style = color.filled();
+            match i % 3 {
+                0 => chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, style)))?,
+                1 => chart.draw_series(points.iter().map(|&p| TriangleMarker::new(p, 5, style)))?,
+                _ => chart.draw_series(
+                    points
+                        .iter()
+                        .map(|&p| Cross::new(p, 4, color.stroke_width(2))),
+                )?,
+            };
         }
         chart
             .configure_series_labels()

@@ -53,6 +53,7 @@ pub fn interpolation_figure(result: &Interpolation, title: &str) -> Figure {
     Figure {
         title: title.into(),
         x_label: "λ (0 = model A, 1 = model B)".into(),
+        integer_x: false,
         series: result
             .curves
             .iter()

@@ -12,7 +12,7 @@ use fusion_server::{Server, ServerArgs, ServerConfig};
 use fusion_train::{DistillConfig, Distiller};
 
 fn main() -> ExitCode {
-    let args = ServerArgs::parse();
+    let args = ServerArgs::try_parse().unwrap_or_else(|e| exit_naming_the_variable(e));
     let args_json = args.json_logs;
     init_logging(args_json);
     match run(args) {
@@ -85,6 +85,35 @@ fn distiller(config: &ServerConfig) -> anyhow::Result<Option<Distiller>> {
         "distilling each round's merge on `{source}` (labels unused)"
     );
     Ok(Some(Distiller::new(proxy, settings, device)?))
+}
+
+/// Prints clap's error and exits; when the bad value came from a
+/// `FUSION_*` variable rather than the flag clap names, says so.
+fn exit_naming_the_variable(error: clap::Error) -> ! {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let culprit = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(str::to_owned),
+        _ => None,
+    };
+    let from_env = culprit.and_then(|flag| {
+        let on_command_line =
+            std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+        let command = ServerArgs::command();
+        let env = command
+            .get_arguments()
+            .find(|a| a.get_long().is_some_and(|l| flag == format!("--{l}")))?
+            .get_env()?
+            .to_string_lossy()
+            .into_owned();
+        (!on_command_line && std::env::var_os(&env).is_some()).then_some(env)
+    });
+    let code = error.exit_code();
+    let _ = error.print();
+    if let Some(env) = from_env {
+        eprintln!("note: the value came from the environment variable {env}");
+    }
+    std::process::exit(code)
 }
 
 /// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).

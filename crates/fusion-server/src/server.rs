@@ -214,6 +214,11 @@ impl Server {
                     "TLS on, serving https on {address:?}"
                 );
             }
+            // On loopback nothing crosses a network (`fusion simulate`,
+            // tests): a note, not an alarm.
+            None if address.is_some_and(|a| a.ip().is_loopback()) => tracing::info!(
+                "TLS is off; serving on loopback {address:?} only, so nothing crosses a network"
+            ),
             None => tracing::warn!(
                 "TLS IS OFF: model weights and tokens cross the network in clear text. \
                  Use --tls-cert/--tls-key (and --client-ca for mutual TLS); `fusion certs` makes dev certificates."
@@ -553,7 +558,9 @@ impl Server {
             seconds = format!("{:.2}", record.seconds),
             align_seconds = format!("{:.3}", record.align_seconds),
             moved = format!("{:.3}", record.moved_fraction),
-            test_acc = ?record.test_acc,
+            test_acc = %record
+                .test_acc
+                .map_or_else(|| "none".to_owned(), |a| format!("{a:.4}")),
             "round complete"
         );
         shared

@@ -152,7 +152,10 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
     let output = child.wait_with_output().expect("server exits");
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
-    assert!(log.contains("TLS IS OFF"), "the missing TLS is loud: {log}");
+    assert!(
+        log.contains("TLS is off; serving on loopback"),
+        "the missing TLS is said: {log}"
+    );
     let lines = std::fs::read_to_string(dir.join("rounds.jsonl")).expect("round log");
     assert_eq!(lines.lines().count(), 1);
     assert!(dir.join("global.safetensors").is_file());
@@ -165,4 +168,21 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("fraction must be in (0, 1]"), "{err}");
+    assert_eq!(
+        err.matches("fraction must be").count(),
+        1,
+        "printed once: {err}"
+    );
+
+    // A bad value from the environment is traced to its variable.
+    let bad = Command::new(env!("CARGO_BIN_EXE_fusion-server"))
+        .env("FUSION_ROUNDS", "abc")
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("'abc'") && err.contains("FUSION_ROUNDS"),
+        "{err}"
+    );
 }

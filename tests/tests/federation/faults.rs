@@ -141,3 +141,30 @@ async fn a_restarted_server_resumes_at_the_next_round() {
     let rounds: Vec<u32> = summary.records.iter().map(|r| r.round).collect();
     assert_eq!(rounds, vec![1, 2, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gives_up_when_it_said_it_would() {
+    // Nothing listens there; backoff alone would sleep past the give-up
+    // time (a newcomer's `--give-up-after 5` took 12 s).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut cfg = client_config(&format!("http://127.0.0.1:{port}"), "c", 0);
+    cfg.backoff = (Duration::from_secs(1), Duration::from_secs(30));
+    cfg.give_up_after = Duration::from_secs(3);
+    let (train, _) = small_data(10);
+    let started = Instant::now();
+    let err = fusion_client::run(cfg, Arc::new(train))
+        .await
+        .expect_err("unreachable");
+    let took = started.elapsed();
+    assert!(
+        matches!(err, fusion_client::ClientError::Unreachable { .. }),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(5),
+        "gave up after {took:?}"
+    );
+}

@@ -49,6 +49,8 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
         ));
     }
     if let Some(dir) = &args.dump {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory '{}'", dir.display()))?;
         for (k, (_, a, b)) in pairs.iter().enumerate() {
             write_model(&dir.join(format!("pair{k}_a.safetensors")), a)?;
             write_model(&dir.join(format!("pair{k}_b.safetensors")), b)?;

@@ -3,7 +3,8 @@
 use std::fs;
 
 use anyhow::{Context, Result};
-use fusion_core::{ParamSet, describe_safetensors, infer_mlp_spec};
+use fusion_core::{ParamSet, describe_safetensors, infer_mlp_spec, safetensors_metadata};
+use fusion_net::LogSafe;
 use serde_json::json;
 
 use super::report::print_json;
@@ -15,6 +16,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
     let bytes = fs::read(&args.file).with_context(|| format!("cannot read model '{path}'"))?;
     let infos = describe_safetensors(&bytes).with_context(|| format!("model '{path}'"))?;
     let params = ParamSet::from_safetensors(&bytes).with_context(|| format!("model '{path}'"))?;
+    // The header's free-form metadata: a server checkpoint's round, run id
+    // and round record, or what another tool wrote.
+    let metadata: std::collections::BTreeMap<String, String> = safetensors_metadata(&bytes)
+        .with_context(|| format!("model '{path}'"))?
+        .into_iter()
+        .collect();
     let spec = infer_mlp_spec(&params);
     let total: usize = infos
         .iter()
@@ -26,6 +33,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "file": path.to_string(),
             "tensors": infos,
             "parameters": total,
+            "metadata": metadata,
             "mlp_spec": spec.as_ref().map(|s| s.to_toml()).ok(),
             "mlp_spec_error": spec.as_ref().err().map(|e| e.to_string()),
         }));
@@ -37,6 +45,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
         println!("{:width$}  {:5}  {:>12}  {:?}", t.name, t.dtype, n, t.shape);
     }
     println!("{} tensors, {} values", infos.len(), total);
+    if !metadata.is_empty() {
+        println!("\nmetadata:");
+        for (key, value) in &metadata {
+            // The file's own text: escaped, and cut when long.
+            println!("  {} = {}", LogSafe(key), LogSafe(value));
+        }
+    }
     match spec {
         Ok(spec) => {
             println!("\ninferred mlp spec (save it and pass --spec FILE to edit):\n");

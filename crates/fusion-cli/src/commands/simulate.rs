@@ -307,8 +307,13 @@ fn remove_state(dir: &Path) -> Result<()> {
 
 fn table(report: &SimulationReport) -> String {
     let mut out = format!(
-        "{} clients, split {}, {} ({} local epochs), {}\n",
-        report.clients, report.split, report.mode, report.local_epochs, report.dataset
+        "{} clients, split {}, {} ({} local epoch{}), {}\n",
+        report.clients,
+        report.split,
+        report.mode,
+        report.local_epochs,
+        if report.local_epochs == 1 { "" } else { "s" },
+        report.dataset
     );
     if let Some(n) = report.proxy_holdout {
         out.push_str(&format!(
@@ -415,9 +420,14 @@ fn figure(report: &SimulationReport) -> Figure {
     Figure {
         title: format!(
             "{} clients, {} split of {} ({})",
-            report.clients, report.split, report.dataset, report.mode
+            report.clients,
+            report.split,
+            // The dataset's name, not where it lives on this machine.
+            report.dataset.split(':').next().unwrap_or_default(),
+            report.mode
         ),
         x_label: "round".into(),
+        integer_x: true,
         series: report
             .runs
             .iter()

@@ -210,6 +210,14 @@ fn bad_inputs_give_one_clear_line() {
         "{line}"
     );
 
+    // A mistyped output directory is an error, not a new tree.
+    let stray = dir.join("no-such-dir").join("sub").join("out.safetensors");
+    let out = fusion(&["align", "--a", s(&pa), "--b", s(&pb), "--out", s(&stray)]);
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(line.contains("does not exist"), "{line}");
+    assert!(!dir.join("no-such-dir").exists(), "no directory was made");
+
     let corrupt = dir.join("corrupt.safetensors");
     std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").expect("write");
     let out = fusion(&[
@@ -292,6 +300,27 @@ fn inspect_prints_the_inferred_spec() {
     assert!(text.contains("layers.0.weight  F32"), "{text}");
     assert!(
         text.contains("P_1 = [\"layers.1.weight:0\", \"layers.1.bias:0\", \"layers.2.weight:1\"]"),
+        "{text}"
+    );
+
+    // A server checkpoint says which round and run it is.
+    let model = ParamSet::from_safetensors(&std::fs::read(&pa).expect("read")).expect("model");
+    let metadata = std::collections::HashMap::from([
+        ("fusion.round".to_owned(), "3".to_owned()),
+        ("fusion.run_id".to_owned(), "run\nforged".to_owned()),
+    ]);
+    let checkpoint = dir.join("global.safetensors");
+    std::fs::write(
+        &checkpoint,
+        model
+            .to_safetensors_with_metadata(Some(metadata))
+            .expect("encode"),
+    )
+    .expect("write");
+    let out = fusion(&["inspect", s(&checkpoint)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fusion.round = 3") && text.contains("fusion.run_id = run\\nforged"),
         "{text}"
     );
 }
