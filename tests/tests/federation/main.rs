@@ -7,6 +7,7 @@ mod identity;
 mod names;
 mod refinement;
 mod refusals;
+mod registrations;
 mod serve_final;
 mod slow_peers;
 mod statistics;
