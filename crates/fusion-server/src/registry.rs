@@ -50,6 +50,8 @@ pub struct Registry {
     entries: BTreeMap<String, ClientEntry>,
     /// (last call, id), oldest first: eviction pops from the front.
     by_last_seen: BTreeSet<(Instant, String)>,
+    /// Ids evicted since the round loop last asked ([`Registry::take_evicted`]).
+    evicted: Vec<String>,
     max: usize,
     timeout: Duration,
 }
@@ -61,6 +63,7 @@ impl Registry {
         Self {
             entries: BTreeMap::new(),
             by_last_seen: BTreeSet::new(),
+            evicted: Vec::new(),
             max,
             timeout,
         }
@@ -149,10 +152,18 @@ impl Registry {
             }
             if let Some((_, id)) = self.by_last_seen.pop_first() {
                 self.entries.remove(&id);
+                self.evicted.push(id);
                 dropped += 1;
             }
         }
         dropped
+    }
+
+    /// The ids evicted since the last call, so the open round stops
+    /// waiting for them. Drained by the round loop at every step, so it
+    /// never holds more than the registrations of one step.
+    pub fn take_evicted(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// The live clients' ids, sorted (evicting the silent ones first).
@@ -165,13 +176,6 @@ impl Registry {
     pub fn live_count(&mut self, now: Instant) -> usize {
         self.evict(now);
         self.entries.len()
-    }
-
-    /// Whether `id` was heard from within the timeout at `now`.
-    pub fn is_live(&self, id: &str, now: Instant) -> bool {
-        self.entries
-            .get(id)
-            .is_some_and(|c| now.saturating_duration_since(c.last_seen) <= self.timeout)
     }
 
     /// The registration of `id`.
@@ -226,6 +230,8 @@ mod tests {
         let past = start + timeout + Duration::from_millis(1);
         let honest = registry.join("honest", 5, past).expect("room again");
         assert_eq!(registry.live(past), ["honest"]);
+        assert_eq!(registry.take_evicted().len(), 10_000, "each fake, once");
+        assert!(registry.take_evicted().is_empty());
         assert!(registry.by_last_seen.len() == 1 && registry.entries.len() == 1);
         let s = honest.session.expose().to_owned();
         let entry = registry

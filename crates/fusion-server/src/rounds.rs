@@ -230,21 +230,27 @@ impl RoundState {
                 Step::Wait
             };
         }
-        let clients = &self.clients;
+        self.clients.evict(now);
+        let gone = self.clients.take_evicted();
         match &mut self.open {
             Some(open) if !open.closing => {
-                if open.exchange > 0 {
-                    // Forward passes only: a client silent past the
-                    // liveness window (restarted, gone) is not waited for;
-                    // the exchange completes with the others.
-                    open.expected.retain(|id| {
-                        open.accepted.contains(id)
-                            || open.in_flight.contains(id)
-                            || clients.is_live(id, now)
-                    });
+                // A client evicted (silent past the client timeout: gone,
+                // or restarted) is not waited for; the exchange completes
+                // with the others. fusion-client heartbeats while it
+                // trains, so a training client is never evicted.
+                for id in &gone {
+                    if !open.accepted.contains(id) && !open.in_flight.contains(id) {
+                        open.expected.remove(id);
+                    }
                 }
                 let complete =
                     open.accepted.len() == open.expected.len() && open.in_flight.is_empty();
+                if complete && open.accepted.is_empty() {
+                    // Every client it waited for is gone: sample the live
+                    // ones again now rather than wait for the deadline.
+                    self.open = None;
+                    return Step::Retry { accepted: 0 };
+                }
                 if complete {
                     open.closing = true;
                     return Step::Close(open.aggregator.clone());

