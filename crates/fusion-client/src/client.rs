@@ -78,6 +78,10 @@ struct Session {
     trained: Option<(u32, ParamSet)>,
     summary: ClientSummary,
     health: HealthFile,
+    /// The server said the run is finished while this client was busy (a
+    /// keep-alive heartbeat's answer): stop instead of uploading to a
+    /// server that may be gone.
+    finished: bool,
 }
 
 /// Runs a client on `data` (its shard) until the server reports the run
@@ -101,6 +105,7 @@ pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSumma
         pending: None,
         trained: None,
         summary: ClientSummary::default(),
+        finished: false,
     };
     session.run().await?;
     Ok(session.summary)
@@ -113,6 +118,11 @@ impl Session {
                 continue;
             }
             loop {
+                if self.finished {
+                    self.health.write("finished");
+                    tracing::info!(client = %self.config.client_id, "run finished");
+                    return Ok(());
+                }
                 let request = pb::HeartbeatRequest {
                     client_id: self.config.client_id.clone(),
                     session: self.secret.clone(),
@@ -214,6 +224,9 @@ impl Session {
                     .await?
             }
         };
+        if self.finished {
+            return Ok(true);
+        }
         // Kept before uploading: if the reply is lost but the server merged
         // the update, later exchanges of the round still find the model.
         self.trained = Some((round, update.clone()));
@@ -495,12 +508,18 @@ impl Session {
             session: self.secret.clone(),
         };
         let call = self.rpc.heartbeat(request);
-        if let Ok(Err(status)) = tokio::time::timeout(REFRESH, call).await {
-            tracing::debug!(
+        match tokio::time::timeout(REFRESH, call).await {
+            Ok(Ok(reply)) => {
+                if reply.into_inner().action == pb::Action::Finished as i32 {
+                    self.finished = true;
+                }
+            }
+            Ok(Err(status)) => tracing::debug!(
                 client = %self.config.client_id,
                 "keep-alive heartbeat failed: {}",
                 LogSafe(status.message())
-            );
+            ),
+            Err(_) => {}
         }
     }
 

@@ -156,6 +156,21 @@ impl TokenTable {
         self.clients.len()
     }
 
+    /// Refuses (PERMISSION_DENIED) a call from `caller` that claims an id
+    /// it may not act as: a per-client token acts only as its own id, and
+    /// the shared token as any id except those with a token of their own
+    /// (else any holder of the shared token could take over a client that
+    /// was given its own token).
+    pub fn check_claim(&self, caller: &Caller, claimed: &str) -> Result<(), Status> {
+        caller.check_claim(claimed)?;
+        if *caller == Caller::Shared && self.clients.iter().any(|(_, id)| id == claimed) {
+            return Err(Status::permission_denied(format!(
+                "client `{claimed}` has a token of its own; the shared token may not act as it"
+            )));
+        }
+        Ok(())
+    }
+
     /// Who the call's `authorization` header says the caller is; refuses
     /// (UNAUTHENTICATED) a missing or unknown token when any is configured.
     pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
@@ -286,6 +301,19 @@ mod tests {
         assert!(s.message().contains("`bob`"), "{s:?}");
         assert!(Caller::Shared.check_claim("bob").is_ok());
         assert!(Caller::Anyone.check_claim("bob").is_ok());
+        // Through the table, the shared token may not act as an id that
+        // has its own token, and may act as any other.
+        let t = table();
+        let s = t
+            .check_claim(&Caller::Shared, "alice")
+            .expect_err("owned id");
+        assert_eq!(s.code(), tonic::Code::PermissionDenied);
+        assert!(s.message().contains("token of its own"), "{s:?}");
+        assert!(t.check_claim(&Caller::Shared, "carol").is_ok());
+        assert!(
+            t.check_claim(&Caller::Client("alice".into()), "alice")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn check_header_text(header: &pb::Header) -> Result<(), WireError> {
         for (i, meta) in metas.iter().enumerate() {
             if meta.name.is_empty()
                 || meta.name.len() > MAX_TENSOR_NAME_BYTES
-                || meta.name.chars().any(char::is_control)
+                || meta.name.chars().any(crate::is_hidden)
             {
                 return Err(WireError::Manifest(format!(
                     "{section} entry {i}: a tensor name must be 1 to {MAX_TENSOR_NAME_BYTES} bytes without control characters (got {} bytes)",

@@ -42,7 +42,7 @@ pub use chunks::{Assembler, Received};
 pub use connect::{FederationClient, connect};
 pub use error::WireError;
 pub use header::{MAX_TENSOR_NAME_BYTES, check_header_text};
-pub use log_safe::{LogSafe, MAX_LOGGED_BYTES};
+pub use log_safe::{LogSafe, MAX_LOGGED_BYTES, is_hidden};
 pub use payload::{
     F32, F64, Payload, check_manifest, is_sha256_hex, manifest_bytes, manifest_hash, payload_bytes,
     sha256_hex,

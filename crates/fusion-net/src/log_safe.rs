@@ -8,7 +8,19 @@ use std::fmt;
 /// character boundary and say how much was left out.
 pub const MAX_LOGGED_BYTES: usize = 512;
 
-/// Displays `text` with control characters escaped (`\n`, `\u{1b}`, …) and
+/// Whether `c` could forge or hide text where it is shown: a control
+/// character (newline, escape, NUL, …), or an invisible formatting one
+/// that reorders or hides what follows (bidirectional overrides and
+/// isolates, zero-width spaces and joiners, the byte-order mark).
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Displays `text` with control and hiding characters escaped (`\n`,
+/// `\u{1b}`, `\u{202e}`, …) and
 /// cut after [`MAX_LOGGED_BYTES`]. Wrap every peer-supplied string (a
 /// status message, an error's text) in it before it reaches a log line.
 #[derive(Clone, Copy, Debug)]
@@ -21,7 +33,7 @@ impl fmt::Display for LogSafe<'_> {
             end -= 1;
         }
         for c in self.0[..end].chars() {
-            if c.is_control() {
+            if is_hidden(c) {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 f.write_fmt(format_args!("{c}"))?;
@@ -41,6 +53,10 @@ mod tests {
     #[test]
     fn control_characters_are_escaped_and_long_text_is_cut() {
         assert_eq!(LogSafe("plain text é").to_string(), "plain text é");
+        assert_eq!(
+            LogSafe("txt.\u{202e}exe\u{200b}").to_string(),
+            "txt.\\u{202e}exe\\u{200b}"
+        );
         assert_eq!(
             LogSafe("a\nERROR forged\r\u{1b}[31m").to_string(),
             "a\\nERROR forged\\r\\u{1b}[31m"

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{Init, Reference, ServerConfig, StrategyKind};
+use crate::config::{Init, Reference, SecretString, ServerConfig, StrategyKind};
 use crate::error::ServerError;
 
 /// `fusion-server`: the aggregator of a Fusion federation.
@@ -83,16 +83,16 @@ pub struct ServerArgs {
     pub client_ca: Option<PathBuf>,
     /// Shared bearer token clients must present (at least 16 bytes). All
     /// holders are one principal: each may act as any client id.
-    #[arg(long, env = "FUSION_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    #[arg(long, env = "FUSION_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub token: Option<SecretString>,
     /// File of per-client tokens, one `CLIENT_ID TOKEN` line each: a token
     /// from it may act only as its own client id.
     #[arg(long, env = "FUSION_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Bearer token that /status.json and /metrics need (the page asks for
     /// it); without it they are open on --metrics-listen.
-    #[arg(long, env = "FUSION_STATUS_TOKEN", hide_env_values = true)]
-    pub status_token: Option<String>,
+    #[arg(long, env = "FUSION_STATUS_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub status_token: Option<SecretString>,
     /// Dataset whose test split scores each round (embedded, fashion-mnist[:DIR], …).
     #[arg(long, env = "FUSION_TEST_DATA")]
     pub test_data: Option<String>,
@@ -149,6 +149,9 @@ pub struct ServerArgs {
     /// [default: 512].
     #[arg(long, env = "FUSION_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// gRPC connections open at once from one address [default: 64].
+    #[arg(long, env = "FUSION_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Slowest upload kept, bytes/s (0: off) [default: 65536].
     #[arg(long, env = "FUSION_MIN_UPLOAD_RATE")]
     pub min_upload_rate: Option<u64>,
@@ -192,6 +195,7 @@ impl ServerArgs {
             max_update_bytes => max_update_bytes,
             max_concurrent_uploads => max_concurrent_uploads,
             max_clients => max_clients, max_connections => max_connections,
+            max_connections_per_ip => max_connections_per_ip,
             min_upload_rate => min_upload_rate,
             client_timeout => client_timeout_secs, poll_ms => poll_ms,
             finish_grace => finish_grace_secs,
@@ -222,15 +226,21 @@ impl ServerArgs {
             distill_data,
             metrics_listen
         );
-        if let Some(token) = &self.token {
-            c.token = Some(token.clone().into());
+        if self.token.is_some() {
+            c.token = self.token.clone();
         }
-        if let Some(token) = &self.status_token {
-            c.status_token = Some(token.clone().into());
+        if self.status_token.is_some() {
+            c.status_token = self.status_token.clone();
         }
         c.validate()?;
         Ok(c)
     }
+}
+
+/// A secret flag's value, kept in a type whose `Debug` hides it, so the
+/// parsed arguments can be printed without showing a token.
+fn secret(value: &str) -> Result<SecretString, String> {
+    Ok(value.into())
 }
 
 #[cfg(test)]
@@ -270,6 +280,16 @@ mod tests {
         ]);
         let c = args.config().expect("valid");
         assert_eq!((c.rounds, c.min_clients), (7, 3));
+        let with_token =
+            ServerArgs::parse_from(["fusion-server", "--token", "a-secret-token-0123"]);
+        assert!(
+            !format!("{with_token:?}").contains("a-secret-token"),
+            "Debug hides it"
+        );
+        assert_eq!(
+            with_token.config().expect("valid").token,
+            Some("a-secret-token-0123".into())
+        );
         assert_eq!(c.strategy, StrategyKind::Fedavg);
         assert_eq!(c.poll_ms, ServerConfig::default().poll_ms);
         std::fs::write(&file, "rounds = 0\n").expect("write");

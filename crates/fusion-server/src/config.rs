@@ -148,6 +148,9 @@ pub struct ServerConfig {
     /// gRPC connections open at once; more are closed as soon as they are
     /// accepted. Keep it below the process's file-descriptor limit.
     pub max_connections: usize,
+    /// gRPC connections open at once from one address, so one host cannot
+    /// take every slot (clients behind one NAT share it).
+    pub max_connections_per_ip: usize,
     /// Slowest upload kept, in bytes per second: 10 s after it gets its
     /// slot, an upload must have delivered its bytes at this rate, so a
     /// peer trickling bytes cannot hold a slot. 0 turns the rate off (the
@@ -208,6 +211,7 @@ impl Default for ServerConfig {
             max_concurrent_uploads: 4,
             max_clients: 10_000,
             max_connections: 512,
+            max_connections_per_ip: 64,
             min_upload_rate: 64 << 10,
             client_timeout_secs: 60.0,
             poll_ms: 500,
@@ -293,8 +297,8 @@ impl ServerConfig {
                 return bad("status_token guards the status page: it needs metrics_listen".into());
             }
         }
-        if self.max_connections == 0 {
-            return bad("max_connections must be at least 1".into());
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return bad("max_connections and max_connections_per_ip must be at least 1".into());
         }
         if self.max_concurrent_uploads == 0 {
             return bad("max_concurrent_uploads must be at least 1".into());

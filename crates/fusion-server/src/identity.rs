@@ -11,7 +11,7 @@
 //! of them may Join under any id. The session lock still stops them acting
 //! for a joined client without joining, and makes a takeover visible.
 
-use fusion_net::{Caller, check_certificate_names};
+use fusion_net::{Caller, TokenTable, check_certificate_names};
 use subtle::ConstantTimeEq;
 use tonic::transport::CertificateDer;
 use tonic::{Request, Status};
@@ -42,10 +42,16 @@ impl Credentials {
         }
     }
 
-    /// Refuses (PERMISSION_DENIED) a call that claims an id its token or,
-    /// when `mutual_tls`, its certificate does not carry.
-    pub fn check(&self, claimed: &str, mutual_tls: bool) -> Result<(), Status> {
-        self.caller.check_claim(claimed)?;
+    /// Refuses (PERMISSION_DENIED) a call that claims an id its token (as
+    /// `tokens` sees it) or, when `mutual_tls`, its certificate does not
+    /// carry.
+    pub fn check(
+        &self,
+        tokens: &TokenTable,
+        claimed: &str,
+        mutual_tls: bool,
+    ) -> Result<(), Status> {
+        tokens.check_claim(&self.caller, claimed)?;
         if mutual_tls {
             let leaf = self.leaf.as_ref().ok_or_else(|| {
                 Status::permission_denied(
@@ -110,17 +116,20 @@ mod tests {
             .extensions_mut()
             .insert(Caller::Client("alice".into()));
         let credentials = Credentials::of(&request);
-        assert!(credentials.check("alice", false).is_ok());
-        let s = credentials.check("bob", false).expect_err("impersonation");
+        let tokens = TokenTable::default();
+        assert!(credentials.check(&tokens, "alice", false).is_ok());
+        let s = credentials
+            .check(&tokens, "bob", false)
+            .expect_err("impersonation");
         assert_eq!(s.code(), tonic::Code::PermissionDenied);
         // Mutual TLS without a certificate on the connection is refused too.
         let s = credentials
-            .check("alice", true)
+            .check(&tokens, "alice", true)
             .expect_err("no certificate");
         assert!(s.message().contains("no client certificate"), "{s:?}");
         assert!(
             Credentials::of(&Request::new(()))
-                .check("anyone", false)
+                .check(&tokens, "anyone", false)
                 .is_ok()
         );
     }

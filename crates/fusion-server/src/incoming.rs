@@ -1,16 +1,20 @@
 //! Accepted connections, bounded. Each one holds a slot of
-//! `max_connections` for its whole life (beyond the cap, a connection is
-//! closed as soon as it is accepted, so idle sockets cannot exhaust file
-//! descriptors and lock honest clients out), must send its first bytes
+//! `max_connections`, and one of its address's `max_connections_per_ip`,
+//! for its whole life (beyond either cap, a connection is closed as soon
+//! as it is accepted, so idle sockets cannot exhaust file descriptors, and
+//! one host cannot take every slot and lock honest clients out), must send
+//! its first bytes
 //! within [`FIRST_BYTES`] (a TLS ClientHello or the HTTP/2 preface), and
 //! is closed after [`IDLE`] without reading anything (a live HTTP/2
 //! connection answers the server's keepalive pings well within it). Accept
 //! errors such as running out of file descriptors back off instead of
 //! spinning.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +40,8 @@ pub const KEEPALIVE: Duration = Duration::from_secs(20);
 pub struct Limits {
     /// Connections open at once.
     pub max: usize,
+    /// Connections open at once from one address.
+    pub max_per_ip: usize,
     /// Time a new connection has to send its first bytes.
     pub first_bytes: Duration,
     /// Time a connection may go without sending anything.
@@ -43,10 +49,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The server's bounds: `max` connections, [`FIRST_BYTES`], [`IDLE`].
-    pub fn new(max: usize) -> Self {
+    /// The server's bounds: `max` connections, `max_per_ip` from one
+    /// address, [`FIRST_BYTES`], [`IDLE`].
+    pub fn new(max: usize, max_per_ip: usize) -> Self {
         Self {
             max,
+            max_per_ip,
             first_bytes: FIRST_BYTES,
             idle: IDLE,
         }
@@ -72,6 +80,7 @@ async fn accept_loop(
     tx: mpsc::Sender<io::Result<GuardedStream>>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max));
+    let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     let mut last_warning: Option<Instant> = None;
     let mut warn = |what: String| {
         // At most one warning a minute: a flood must not flood the log.
@@ -85,8 +94,8 @@ async fn accept_loop(
             () = tx.closed() => return,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors (or another transient failure):
                 // wait for connections to close rather than spin.
@@ -94,6 +103,15 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(ip_slot) = IpSlot::take(&per_ip, peer.ip(), limits.max_per_ip) else {
+            metrics.connections_refused.inc();
+            warn(format!(
+                "{} already has {} connections open (max_connections_per_ip); closing its new ones",
+                peer.ip(),
+                limits.max_per_ip
+            ));
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics.connections_refused.inc();
@@ -104,18 +122,99 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let guarded = GuardedStream::new(stream, slot, limits, metrics.clone());
+        let guarded = GuardedStream::new(stream, (slot, ip_slot), limits, metrics.clone());
         if tx.send(Ok(guarded)).await.is_err() {
             return;
         }
     }
 }
 
-/// A TCP connection that holds a connection slot and times out silence.
+/// The same bounds for the status page's HTTP listener, in the form axum
+/// serves from: its idle sockets must not use up the file descriptors
+/// the gRPC listener needs either.
+#[derive(Debug)]
+pub struct GuardedListener {
+    accepted: ReceiverStream<io::Result<GuardedStream>>,
+    local: std::net::SocketAddr,
+}
+
+impl GuardedListener {
+    /// `listener` within `limits`.
+    pub fn new(listener: TcpListener, limits: Limits, metrics: Arc<Metrics>) -> io::Result<Self> {
+        let local = listener.local_addr()?;
+        Ok(Self {
+            accepted: guarded(listener, limits, metrics),
+            local,
+        })
+    }
+}
+
+impl axum::serve::Listener for GuardedListener {
+    type Io = GuardedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (GuardedStream, std::net::SocketAddr) {
+        use tokio_stream::StreamExt;
+        loop {
+            match self.accepted.next().await {
+                Some(Ok(stream)) => {
+                    let Ok(peer) = stream.inner.peer_addr() else {
+                        continue;
+                    };
+                    return (stream, peer);
+                }
+                Some(Err(_)) => continue,
+                // The accept loop ended: the server is shutting down.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// One of an address's connection slots, given back on drop.
+#[derive(Debug)]
+struct IpSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpSlot {
+    /// A slot for `ip`, unless it already holds `max`.
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A TCP connection that holds its connection slots and times out silence.
 #[derive(Debug)]
 pub struct GuardedStream {
     inner: TcpStream,
-    _slot: OwnedSemaphorePermit,
+    _slots: (OwnedSemaphorePermit, IpSlot),
     limits: Limits,
     metrics: Arc<Metrics>,
     heard: bool,
@@ -126,7 +225,7 @@ pub struct GuardedStream {
 impl GuardedStream {
     fn new(
         inner: TcpStream,
-        slot: OwnedSemaphorePermit,
+        slots: (OwnedSemaphorePermit, IpSlot),
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -134,7 +233,7 @@ impl GuardedStream {
         let now = Instant::now();
         Self {
             inner,
-            _slot: slot,
+            _slots: slots,
             limits,
             metrics,
             heard: false,
@@ -239,6 +338,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let limits = Limits {
             max: 2,
+            max_per_ip: 2,
             first_bytes: Duration::from_millis(200),
             idle: Duration::from_millis(500),
         };
@@ -278,5 +378,41 @@ mod tests {
         assert_eq!(metrics.connections.get(), 2);
         drop(held_a);
         assert_eq!(metrics.connections.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let metrics = Arc::new(Metrics::new());
+        let limits = Limits {
+            max: 10,
+            max_per_ip: 2,
+            first_bytes: Duration::from_secs(30),
+            idle: Duration::from_secs(30),
+        };
+        let mut incoming = guarded(listener, limits, metrics.clone());
+        use tokio_stream::StreamExt;
+        let from = |ip: [u8; 4]| async move {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind((ip, 0).into()).expect("bind source");
+            socket.connect(addr).await.expect("connect")
+        };
+        let _one = from([127, 0, 0, 1]).await;
+        let _held_one = incoming.next().await.expect("accepted").expect("ok");
+        let _two = from([127, 0, 0, 1]).await;
+        let _held_two = incoming.next().await.expect("accepted").expect("ok");
+        let mut three = from([127, 0, 0, 1]).await;
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            three.read(&mut byte).await.unwrap_or(0),
+            0,
+            "closed at once"
+        );
+        // Another address still gets in.
+        let _other = from([127, 0, 0, 2]).await;
+        let _held_other = incoming.next().await.expect("accepted").expect("ok");
+        assert_eq!(metrics.connections_refused.get(), 1);
+        assert_eq!(metrics.connections.get(), 3);
     }
 }

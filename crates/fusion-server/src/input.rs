@@ -18,9 +18,10 @@ pub fn check_client_id(id: &str) -> Result<(), Status> {
             id.len()
         )));
     }
-    if let Some((at, c)) = id.char_indices().find(|(_, c)| c.is_control()) {
+    if let Some((at, c)) = id.char_indices().find(|(_, c)| fusion_net::is_hidden(*c)) {
         return Err(Status::invalid_argument(format!(
-            "client_id must not contain control characters; byte {at} is {}",
+            "client_id must not contain control characters or invisible ones that reorder \
+             or hide text; byte {at} is {}",
             c.escape_unicode()
         )));
     }
@@ -54,6 +55,9 @@ mod tests {
         let forged = check_client_id("a\n2026-12-04T00:00:00Z INFO forged").expect_err("newline");
         assert!(forged.message().contains("byte 1 is \\u{a}"), "{forged:?}");
         assert!(check_client_id("a\u{1b}[31m").is_err());
+        // Shown as "client-0" (reversed tail) or identical to another id.
+        assert!(check_client_id("0-tneilc\u{202e}").is_err());
+        assert!(check_client_id("client\u{200b}-0").is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Metrics {
     pub round: Gauge,
     /// Clients seen within the liveness window.
     pub live_clients: Gauge,
-    /// gRPC connections open.
+    /// Connections open (gRPC and the status page).
     pub connections: Gauge,
     /// Connections closed at once because `max_connections` were open.
     pub connections_refused: Counter,
@@ -92,7 +92,11 @@ impl Metrics {
             "Clients seen recently",
             live_clients.clone(),
         );
-        registry.register("connections", "gRPC connections open", connections.clone());
+        registry.register(
+            "connections",
+            "Connections open, gRPC and status page",
+            connections.clone(),
+        );
         registry.register(
             "connections_refused",
             "Connections closed at once: max_connections were open",

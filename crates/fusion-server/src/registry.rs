@@ -142,6 +142,19 @@ impl Registry {
         Ok(&self.entries[id])
     }
 
+    /// Records that `id` is still at work at `now` (a chunk of its upload
+    /// or download moved), so a long transfer does not get it evicted.
+    /// The caller checked its session when the transfer began.
+    pub fn seen(&mut self, id: &str, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(id)
+            && now > entry.last_seen
+        {
+            self.by_last_seen.remove(&(entry.last_seen, id.to_owned()));
+            entry.last_seen = now;
+            self.by_last_seen.insert((now, id.to_owned()));
+        }
+    }
+
     /// Drops every client silent for longer than the timeout at `now`;
     /// returns how many. Costs one step per client dropped.
     pub fn evict(&mut self, now: Instant) -> usize {

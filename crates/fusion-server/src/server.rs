@@ -29,6 +29,11 @@ use crate::state_dir::StateDir;
 const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Largest block of request headers (metadata) a peer may send.
 const MAX_HEADER_LIST_BYTES: u32 = 64 << 10;
+/// Connections the status page's listener holds at once, and from one
+/// address: a few browsers and a Prometheus scraper.
+const STATUS_CONNECTIONS: usize = 64;
+/// See [`STATUS_CONNECTIONS`].
+const STATUS_CONNECTIONS_PER_IP: usize = 16;
 
 /// What a finished run leaves: its id and every round's record.
 #[derive(Clone, Debug)]
@@ -243,7 +248,7 @@ impl Server {
         );
         let incoming = incoming::guarded(
             listener,
-            incoming::Limits::new(config.max_connections),
+            incoming::Limits::new(config.max_connections, config.max_connections_per_ip),
             self.shared.metrics.clone(),
         );
         let grpc = tokio::spawn(
@@ -265,6 +270,16 @@ impl Server {
                     l.local_addr().unwrap_or(addr)
                 );
                 let mut rx = stop_rx.clone();
+                let l = incoming::GuardedListener::new(
+                    l,
+                    incoming::Limits::new(STATUS_CONNECTIONS, STATUS_CONNECTIONS_PER_IP),
+                    self.shared.metrics.clone(),
+                )
+                .map_err(|source| ServerError::Io {
+                    what: "metrics address",
+                    path: addr.to_string().into(),
+                    source,
+                })?;
                 Some(tokio::spawn(crate::status_page::serve(
                     self.shared.clone(),
                     l,

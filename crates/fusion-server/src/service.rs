@@ -68,7 +68,7 @@ impl Shared {
     fn authorize(&self, credentials: &Credentials, client: &str) -> Result<(), Status> {
         check_client_id(client).map_err(|status| self.refuse("bad_client_id", status))?;
         credentials
-            .check(client, self.mutual_tls())
+            .check(&self.token, client, self.mutual_tls())
             .map_err(|status| self.refuse("identity", status))
     }
 
@@ -315,7 +315,16 @@ impl pb::federation_server::Federation for FederationService {
         let mut header = global.header(r.round, "server", 0);
         header.exchange = r.exchange;
         s.metrics.bytes_out.inc_by(global.bytes.len() as u64);
-        let chunks = global.chunks(header, s.config.chunk_bytes).map(Ok);
+        // Each chunk taken by the client keeps it registered, however long
+        // a large model takes to download.
+        let shared = s.clone();
+        let client = r.client_id;
+        let chunks = global
+            .chunks(header, s.config.chunk_bytes)
+            .map(move |chunk| {
+                shared.lock().clients.seen(&client, Instant::now());
+                Ok(chunk)
+            });
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
@@ -404,7 +413,11 @@ impl pb::federation_server::Federation for FederationService {
                 }
             };
             match message {
-                Ok(Some(chunk)) => assembler.push(chunk).map_err(wire)?,
+                Ok(Some(chunk)) => {
+                    assembler.push(chunk).map_err(wire)?;
+                    // A long upload keeps its client registered.
+                    s.lock().clients.seen(&slot.ticket.client, Instant::now());
+                }
                 Ok(None) => break,
                 Err(status) => return Err(s.stream_error(status, assembler.received())),
             }

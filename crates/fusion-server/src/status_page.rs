@@ -133,7 +133,7 @@ fn unauthorised() -> Response {
 /// needs it; the page itself holds none and asks for it.
 pub async fn serve(
     shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
+    listener: crate::incoming::GuardedListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let for_status = shared.clone();

@@ -105,7 +105,7 @@ async fn tokens_and_sessions_bind_calls_to_the_client_that_joined() {
     std::fs::write(&tokens, format!("# id token\nalice {ALICE}\nbob {BOB}\n")).expect("write");
     let mut config = server_config(dir.join("state"));
     config.rounds = 1;
-    config.min_clients = 2;
+    config.min_clients = 3;
     config.strategy = StrategyKind::Fedavg;
     config.token = Some(SHARED.into());
     config.token_file = Some(tokens);
@@ -125,14 +125,26 @@ async fn tokens_and_sessions_bind_calls_to_the_client_that_joined() {
     assert!(s.message().contains("another client than `bob`"), "{s:?}");
     let alice = join(&mut alice_rpc, "alice", 100, &model).await;
     let bob = join(&mut bob_rpc, "bob", 100, &model).await;
+    // Carol has no token of her own: she uses the shared one.
+    let mut carol_rpc = raw_client(&url, &ClientTls::default(), Some(SHARED));
+    let carol = join(&mut carol_rpc, "carol", 100, &model).await;
     let round = wait_for_train(&mut alice_rpc, &alice).await;
     assert_eq!(wait_for_train(&mut bob_rpc, &bob).await, round);
+    assert_eq!(wait_for_train(&mut carol_rpc, &carol).await, round);
+
+    // The shared token may not act as a client that has its own token.
+    let s = outsider
+        .join(join_request("alice", &model))
+        .await
+        .expect_err("shared as alice");
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("token of its own"), "{s:?}");
 
     // The shared token is one principal, but one that never joined as
-    // alice cannot act for her: no session, or a guessed one, is refused
+    // carol cannot act for her: no session, or a guessed one, is refused
     // on every call, and nothing of it counts.
     for session in ["", "00000000000000000000000000000000"] {
-        let forged = Joined::forged("alice", session);
+        let forged = Joined::forged("carol", session);
         let s = heartbeat(&mut outsider, &forged)
             .await
             .expect_err("heartbeat");
@@ -140,7 +152,7 @@ async fn tokens_and_sessions_bind_calls_to_the_client_that_joined() {
         assert!(s.message().contains("not the current session"), "{s:?}");
         let s = outsider
             .fetch_global(pb::FetchRequest {
-                client_id: "alice".into(),
+                client_id: "carol".into(),
                 round,
                 exchange: 0,
                 session: session.into(),
@@ -161,19 +173,25 @@ async fn tokens_and_sessions_bind_calls_to_the_client_that_joined() {
         assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
     }
 
-    // A Join under bob's id with the shared token takes his session over,
-    // as documented; bob sees it at his next call instead of silently
-    // losing his place.
-    let usurper = join(&mut outsider, "bob", 100, &model).await;
-    let s = heartbeat(&mut bob_rpc, &bob).await.expect_err("replaced");
+    // A Join under carol's id with the shared token takes her session
+    // over, as documented for a shared token; she sees it at her next
+    // call instead of silently losing her place.
+    let usurper = join(&mut outsider, "carol", 100, &model).await;
+    let s = heartbeat(&mut carol_rpc, &carol)
+        .await
+        .expect_err("replaced");
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
-    // Bob joins again (his token can): the usurper's session ends.
-    let bob = join(&mut bob_rpc, "bob", 100, &model).await;
+    // Carol joins again: the usurper's session ends.
+    let carol = join(&mut carol_rpc, "carol", 100, &model).await;
     let s = heartbeat(&mut outsider, &usurper).await.expect_err("ended");
     assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
 
     // The honest clients complete the round with their sessions.
-    for (rpc, client) in [(&mut alice_rpc, &alice), (&mut bob_rpc, &bob)] {
+    for (rpc, client) in [
+        (&mut alice_rpc, &alice),
+        (&mut bob_rpc, &bob),
+        (&mut carol_rpc, &carol),
+    ] {
         upload(rpc, honest_chunks(&model, round, client, 100))
             .await
             .expect("merged");
@@ -182,5 +200,5 @@ async fn tokens_and_sessions_bind_calls_to_the_client_that_joined() {
     let summary = server.finished(Duration::from_secs(60)).await;
     assert_eq!(summary.global, model, "only the honest updates were merged");
     assert!(metrics.rejected("session") >= 6);
-    assert!(metrics.rejected("identity") >= 1);
+    assert!(metrics.rejected("identity") >= 2);
 }
