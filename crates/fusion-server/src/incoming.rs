@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use crate::activity::{Activity, Connections};
 use crate::metrics::Metrics;
 
 /// Time a new connection has to send its first bytes.
@@ -36,7 +37,7 @@ pub const IDLE: Duration = Duration::from_secs(60);
 pub const KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// The bounds on connections.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Connections open at once.
     pub max: usize,
@@ -46,6 +47,12 @@ pub struct Limits {
     pub first_bytes: Duration,
     /// Time a connection may go without sending anything.
     pub idle: Duration,
+    /// With `tracked`: time a connection may go with no request in
+    /// progress (a peer that only answers keepalive pings holds a slot).
+    pub no_request: Duration,
+    /// Whose requests mark the connections busy (`crate::activity`);
+    /// without it, `no_request` does not apply.
+    pub tracked: Option<Arc<Connections>>,
 }
 
 impl Limits {
@@ -57,7 +64,17 @@ impl Limits {
             max_per_ip,
             first_bytes: FIRST_BYTES,
             idle: IDLE,
+            no_request: IDLE,
+            tracked: None,
         }
+    }
+
+    /// These limits, and connections closed after `no_request` without a
+    /// request in progress, as `connections` sees them.
+    pub fn with_requests(mut self, connections: Arc<Connections>, no_request: Duration) -> Self {
+        self.tracked = Some(connections);
+        self.no_request = no_request;
+        self
     }
 }
 
@@ -122,7 +139,17 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let guarded = GuardedStream::new(stream, (slot, ip_slot), limits, metrics.clone());
+        let tracking = limits
+            .tracked
+            .as_ref()
+            .map(|c| Tracking::new(c.clone(), peer));
+        let guarded = GuardedStream::new(
+            stream,
+            (slot, ip_slot),
+            limits.clone(),
+            tracking,
+            metrics.clone(),
+        );
         if tx.send(Ok(guarded)).await.is_err() {
             return;
         }
@@ -210,14 +237,41 @@ impl Drop for IpSlot {
     }
 }
 
+/// A connection's entry in the request tracking, removed when it closes.
+#[derive(Debug)]
+struct Tracking {
+    connections: Arc<Connections>,
+    peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl Tracking {
+    fn new(connections: Arc<Connections>, peer: std::net::SocketAddr) -> Self {
+        let activity = connections.open(peer);
+        Self {
+            connections,
+            peer,
+            activity,
+        }
+    }
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        self.connections.close(self.peer);
+    }
+}
+
 /// A TCP connection that holds its connection slots and times out silence.
 #[derive(Debug)]
 pub struct GuardedStream {
     inner: TcpStream,
     _slots: (OwnedSemaphorePermit, IpSlot),
+    tracking: Option<Tracking>,
     limits: Limits,
     metrics: Arc<Metrics>,
     heard: bool,
+    accepted: Instant,
     last_read: Instant,
     timer: Pin<Box<Sleep>>,
 }
@@ -227,18 +281,26 @@ impl GuardedStream {
         inner: TcpStream,
         slots: (OwnedSemaphorePermit, IpSlot),
         limits: Limits,
+        tracking: Option<Tracking>,
         metrics: Arc<Metrics>,
     ) -> Self {
         metrics.connections.inc();
         let now = Instant::now();
+        let first = match &tracking {
+            Some(_) => limits.first_bytes.min(limits.no_request),
+            None => limits.first_bytes,
+        };
+        let timer = Box::pin(tokio::time::sleep_until(now + first));
         Self {
             inner,
             _slots: slots,
+            tracking,
             limits,
             metrics,
             heard: false,
+            accepted: now,
             last_read: now,
-            timer: Box::pin(tokio::time::sleep_until(now + limits.first_bytes)),
+            timer,
         }
     }
 }
@@ -280,15 +342,27 @@ impl AsyncRead for GuardedStream {
                 if this.timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let deadline = this.last_read + this.limits.idle;
-                if !this.heard || deadline <= Instant::now() {
+                let now = Instant::now();
+                let (mut deadline, mut why) = if this.heard {
+                    let due = this.last_read + this.limits.idle;
+                    (due, format!("connection silent for {:?}", this.limits.idle))
+                } else {
+                    let due = this.accepted + this.limits.first_bytes;
+                    (
+                        due,
+                        format!("no handshake within {:?}", this.limits.first_bytes),
+                    )
+                };
+                if let Some(since) = this.tracking.as_ref().and_then(|t| t.activity.idle_since()) {
+                    let due = since + this.limits.no_request;
+                    if due < deadline {
+                        deadline = due;
+                        why = format!("no request for {:?}", this.limits.no_request);
+                    }
+                }
+                if deadline <= now {
                     this.metrics.connections_timed_out.inc();
-                    let what = if this.heard {
-                        format!("connection silent for {:?}", this.limits.idle)
-                    } else {
-                        format!("no handshake within {:?}", this.limits.first_bytes)
-                    };
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
                 }
                 this.timer.as_mut().reset(deadline);
             },
@@ -341,8 +415,10 @@ mod tests {
             max_per_ip: 2,
             first_bytes: Duration::from_millis(200),
             idle: Duration::from_millis(500),
+            no_request: Duration::from_secs(60),
+            tracked: None,
         };
-        let mut incoming = guarded(listener, limits, metrics.clone());
+        let mut incoming = guarded(listener, limits.clone(), metrics.clone());
         use tokio_stream::StreamExt;
 
         // A connection that never speaks is closed after `first_bytes`.
@@ -385,12 +461,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let metrics = Arc::new(Metrics::new());
-        let limits = Limits {
-            max: 10,
-            max_per_ip: 2,
-            first_bytes: Duration::from_secs(30),
-            idle: Duration::from_secs(30),
-        };
+        let limits = Limits::new(10, 2);
         let mut incoming = guarded(listener, limits, metrics.clone());
         use tokio_stream::StreamExt;
         let from = |ip: [u8; 4]| async move {
@@ -414,5 +485,61 @@ mod tests {
         let _held_other = incoming.next().await.expect("accepted").expect("ok");
         assert_eq!(metrics.connections_refused.get(), 1);
         assert_eq!(metrics.connections.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_only_keeps_alive_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let metrics = Arc::new(Metrics::new());
+        let connections = Arc::new(Connections::default());
+        let limits =
+            Limits::new(10, 10).with_requests(connections.clone(), Duration::from_millis(400));
+        let mut incoming = guarded(listener, limits, metrics.clone());
+        use tokio_stream::StreamExt;
+
+        // It talks (as a client answering pings would) but asks nothing.
+        let mut pinger = TcpStream::connect(addr).await.expect("connect");
+        let mut server_side = incoming.next().await.expect("accepted").expect("ok");
+        let started = Instant::now();
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            loop {
+                if let Err(e) = server_side.read(&mut buf).await {
+                    return e;
+                }
+            }
+        });
+        for _ in 0..20 {
+            if reader.is_finished() {
+                break;
+            }
+            let _ = pinger.write_all(b"ping").await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let err = reader.await.expect("reader");
+        assert!(err.to_string().contains("no request"), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(1500));
+
+        // One with a request in progress stays, however long it lasts.
+        let mut busy_client = TcpStream::connect(addr).await.expect("connect");
+        let mut busy_side = incoming.next().await.expect("accepted").expect("ok");
+        let peer = busy_client.local_addr().expect("addr");
+        let request = connections
+            .find_for_test(peer)
+            .expect("tracked")
+            .begin_for_test();
+        for _ in 0..8 {
+            busy_client.write_all(b"data").await.expect("write");
+            let mut four = [0u8; 4];
+            busy_side.read_exact(&mut four).await.expect("still open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(request);
+        drop(busy_side);
+        assert!(
+            connections.find_for_test(peer).is_none(),
+            "untracked once closed"
+        );
     }
 }

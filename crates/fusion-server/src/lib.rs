@@ -26,6 +26,7 @@
 
 #![deny(missing_docs)]
 
+mod activity;
 mod aggregator;
 mod args;
 mod config;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tonic::service::interceptor::InterceptedService;
 
+use crate::activity::{ActivityLayer, Connections};
 use crate::aggregator::{Aggregator, PendingRefinement};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -29,6 +30,8 @@ use crate::state_dir::StateDir;
 const MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// Largest block of request headers (metadata) a peer may send.
 const MAX_HEADER_LIST_BYTES: u32 = 64 << 10;
+/// Time a gRPC connection may go with no request in progress.
+const NO_REQUEST: Duration = Duration::from_secs(60);
 /// Connections the status page's listener holds at once, and from one
 /// address: a few browsers and a Prometheus scraper.
 const STATUS_CONNECTIONS: usize = 64;
@@ -204,9 +207,12 @@ impl Server {
         };
         let address = listener.local_addr().ok();
         // Every wait on a peer is bounded: the TLS handshake, the first
-        // bytes and silence (crate::incoming), keepalive pings, streams
-        // per connection and header size (HTTP/2), and uploads (service).
+        // bytes, silence and idling without requests (crate::incoming,
+        // crate::activity), keepalive pings, streams per connection and
+        // header size (HTTP/2), and uploads (service).
+        let connections = Arc::new(Connections::default());
         let mut builder = tonic::transport::Server::builder()
+            .layer(ActivityLayer(connections.clone()))
             .http2_keepalive_interval(Some(incoming::KEEPALIVE))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
@@ -246,9 +252,14 @@ impl Server {
                 Ok(request)
             },
         );
+        // A connection with no request for a minute (or two polls, when
+        // clients poll slowly) is a peer only answering pings: closed.
+        let poll = Duration::from_millis(u64::from(config.poll_ms));
+        let no_request = NO_REQUEST.max(poll * 2);
         let incoming = incoming::guarded(
             listener,
-            incoming::Limits::new(config.max_connections, config.max_connections_per_ip),
+            incoming::Limits::new(config.max_connections, config.max_connections_per_ip)
+                .with_requests(connections.clone(), no_request),
             self.shared.metrics.clone(),
         );
         let grpc = tokio::spawn(
