@@ -230,6 +230,12 @@ pub fn parse_token_file(text: &str) -> Result<BTreeMap<String, String>, WireErro
     Ok(clients)
 }
 
+/// Whether `given` is the secret `expected`, compared in time that does
+/// not depend on where they first differ (a session, a status token).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }

@@ -36,7 +36,7 @@ pub mod pb {
     tonic::include_proto!("fusion.v1");
 }
 
-pub use auth::{BearerToken, Caller, MIN_TOKEN_BYTES, TokenTable, parse_token_file};
+pub use auth::{BearerToken, Caller, MIN_TOKEN_BYTES, TokenTable, parse_token_file, same_secret};
 pub use certs::{DevCertificates, PemPair};
 pub use chunks::{Assembler, Received};
 pub use connect::{FederationClient, connect};

@@ -12,7 +12,6 @@
 //! for a joined client without joining, and makes a takeover visible.
 
 use fusion_net::{Caller, TokenTable, check_certificate_names};
-use subtle::ConstantTimeEq;
 use tonic::transport::CertificateDer;
 use tonic::{Request, Status};
 
@@ -88,7 +87,7 @@ impl SessionSecret {
 
     /// Whether `given` is this secret, compared in constant time.
     pub fn matches(&self, given: &str) -> bool {
-        self.0.len() == given.len() && bool::from(self.0.as_bytes().ct_eq(given.as_bytes()))
+        fusion_net::same_secret(given, &self.0)
     }
 }
 

@@ -114,7 +114,7 @@ impl Registry {
         now: Instant,
     ) -> Result<&ClientEntry, (Status, &'static str)> {
         self.evict(now);
-        let Some(entry) = self.entries.get_mut(id) else {
+        let Some(entry) = self.entries.get(id) else {
             return Err((
                 Status::not_found(format!(
                     "client `{id}` is not registered (it never joined, was silent past the \
@@ -132,13 +132,7 @@ impl Registry {
                 "session",
             ));
         }
-        let before = entry.last_seen;
-        entry.last_seen = now.max(before);
-        let after = entry.last_seen;
-        if after != before {
-            self.by_last_seen.remove(&(before, id.to_owned()));
-            self.by_last_seen.insert((after, id.to_owned()));
-        }
+        self.seen(id, now);
         Ok(&self.entries[id])
     }
 
@@ -155,10 +149,9 @@ impl Registry {
         }
     }
 
-    /// Drops every client silent for longer than the timeout at `now`;
-    /// returns how many. Costs one step per client dropped.
-    pub fn evict(&mut self, now: Instant) -> usize {
-        let mut dropped = 0;
+    /// Drops every client silent for longer than the timeout at `now`.
+    /// Costs one step per client dropped.
+    pub fn evict(&mut self, now: Instant) {
         while let Some((seen, _)) = self.by_last_seen.first() {
             if now.saturating_duration_since(*seen) <= self.timeout {
                 break;
@@ -166,10 +159,8 @@ impl Registry {
             if let Some((_, id)) = self.by_last_seen.pop_first() {
                 self.entries.remove(&id);
                 self.evicted.push(id);
-                dropped += 1;
             }
         }
-        dropped
     }
 
     /// The ids evicted since the last call, so the open round stops

@@ -153,17 +153,6 @@ impl RoundState {
         self.clients.live(now)
     }
 
-    /// Checks `client`'s session and records the call (see
-    /// [`Registry::touch`]).
-    pub fn touch(
-        &mut self,
-        client: &str,
-        session: &str,
-        now: Instant,
-    ) -> Result<(), (Status, &'static str)> {
-        self.clients.touch(client, session, now).map(|_| ())
-    }
-
     /// The next instruction for `client`.
     pub fn instruction(
         &mut self,

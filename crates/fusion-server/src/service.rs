@@ -267,6 +267,7 @@ impl pb::federation_server::Federation for FederationService {
             let mut state = s.lock();
             let now = Instant::now();
             state
+                .clients
                 .touch(&r.client_id, &r.session, now)
                 .map_err(|(status, reason)| s.refuse(reason, status))?;
             state.instruction(&r.client_id, now, &s.config)
@@ -288,6 +289,7 @@ impl pb::federation_server::Federation for FederationService {
         let global = {
             let mut state = s.lock();
             state
+                .clients
                 .touch(&r.client_id, &r.session, Instant::now())
                 .map_err(|(status, reason)| s.refuse(reason, status))?;
             if r.round != state.round {

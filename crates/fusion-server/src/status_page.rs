@@ -15,7 +15,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::service::Shared;
 
@@ -115,7 +114,7 @@ fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    given.len() == expected.0.len() && bool::from(given.as_bytes().ct_eq(expected.0.as_bytes()))
+    fusion_net::same_secret(given, &expected.0)
 }
 
 /// The answer to a request without the status token.
