@@ -281,6 +281,44 @@ pub enum BenchCommand {
     /// server, against a plain loopback TCP copy of the same bytes, with
     /// the peak memory growth of the process.
     Ingest(BenchIngestArgs),
+    /// Whole federated rounds: a `fusion-server` process and N clients
+    /// that upload without training, over loopback gRPC; median round
+    /// time, its overhead over moving the same bytes by raw TCP, and the
+    /// server's peak memory.
+    Federation(BenchFederationArgs),
+}
+
+/// `fusion bench federation`.
+#[derive(Debug, Args)]
+pub struct BenchFederationArgs {
+    /// Clients per round, comma-separated: one row each.
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    pub clients: Vec<usize>,
+    /// Models, comma-separated: one row each (`mlp:512x3` is 3.7 MB,
+    /// `mlp:2800x4` 103 MB).
+    #[arg(long, value_delimiter = ',', default_value = "mlp:512x3", value_parser = parse_model)]
+    pub model: Vec<MlpArchitecture>,
+    /// Server strategies, comma-separated: one row each.
+    #[arg(long, value_delimiter = ',', default_value = "fedavg,align", value_enum)]
+    pub strategy: Vec<StrategyKind>,
+    /// Timed rounds per row; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Each client uploads its own copy of the initial model with this
+    /// much relative noise (as `fusion bench align`'s near pair); 0
+    /// uploads the global model unchanged.
+    #[arg(long, default_value_t = 0.0)]
+    pub perturb: f32,
+    /// The server's limit on uploads received at once.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent_uploads: usize,
+    /// The `fusion-server` binary; by default the one next to this
+    /// `fusion` binary (`cargo build --release -p fusion-server`).
+    #[arg(long)]
+    pub server_bin: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fusion bench ingest`.

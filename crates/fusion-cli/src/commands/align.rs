@@ -52,6 +52,8 @@ pub fn run(args: AlignArgs) -> Result<()> {
             "moved": moved,
             "solves": found.solves,
             "skipped": found.skipped,
+            "certified": found.certified,
+            "corrected": found.corrected,
             "backend": args.matching.backend.to_string(),
             "out": args.out.display().to_string(),
         }))
@@ -61,14 +63,10 @@ pub fn run(args: AlignArgs) -> Result<()> {
             seconds, found.sweeps, found.solves
         );
         println!("  units moved: {}", moved_summary(&moved));
-        let last = found
-            .objective
-            .last()
-            .copied()
-            .unwrap_or(found.initial_objective);
         println!(
             "  objective <A, P(B)>: {:.6} -> {:.6}",
-            found.initial_objective, last
+            found.initial_objective,
+            found.final_objective()
         );
         println!("  wrote {}", args.out.display());
         Ok(())

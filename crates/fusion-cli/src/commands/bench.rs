@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use fusion_core::{
-    LapSolver, MatchOptions, ParamSet, Sense, infer_mlp_spec, synthetic, weight_matching,
+    LapSolver, MatchOptions, MatchResult, ParamSet, Sense, infer_mlp_spec, synthetic,
+    weight_matching,
 };
 use serde_json::json;
 
@@ -42,11 +43,14 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
         synthetic::random_mlp(&WIDTHS, 4),
     ));
     if let (Some(pa), Some(pb)) = (&args.a, &args.b) {
+        let (a, b) = (read_model(pa)?, read_model(pb)?);
         pairs.push((
-            format!("{} vs {}", pa.display(), pb.display()),
-            read_model(pa)?,
-            read_model(pb)?,
+            format!("{} vs {}", file_name(pa), file_name(pb)),
+            a.clone(),
+            b,
         ));
+        // A federated client that uploads the global model unchanged.
+        pairs.push((format!("{} vs itself", file_name(pa)), a.clone(), a));
     }
     if let Some(dir) = &args.dump {
         std::fs::create_dir_all(dir)
@@ -62,10 +66,11 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
         let spec = infer_mlp_spec(a)
             .and_then(|s| s.validate(a))
             .with_context(|| format!("pair '{label}'"))?;
-        let variant = |warm_start: bool, reuse_unchanged: bool| -> Result<(f64, usize, usize)> {
+        let variant = |all: bool, incremental: bool| -> Result<(f64, MatchResult)> {
             let opts = MatchOptions {
-                warm_start,
-                reuse_unchanged,
+                warm_start: all,
+                reuse_unchanged: all,
+                incremental,
                 ..MatchOptions::default()
             };
             // One untimed run warms caches and, on wgpu, compiles shaders.
@@ -75,16 +80,17 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
                     .map(|_| ())
                     .map_err(Into::into)
             })?;
-            Ok((best, first.sweeps, first.solves))
+            Ok((best, first))
         };
-        let (ours, sweeps, solves) = variant(true, true)?;
-        let (baseline, _, base_solves) = variant(false, false)?;
-        let (no_skip, _, _) = variant(true, false)?;
-        let (no_warm, _, _) = variant(false, true)?;
+        let (ours, found) = variant(true, true)?;
+        let (baseline, paper) = variant(false, false)?;
+        let (not_incremental, _) = variant(true, false)?;
         matching_rows.push(json!({
-            "pair": label, "sweeps": sweeps, "solves": solves, "baseline_solves": base_solves,
+            "pair": label, "sweeps": found.sweeps, "solves": found.solves,
+            "certified": found.certified, "corrected": found.corrected,
+            "baseline_solves": paper.solves,
             "fusion_s": ours, "baseline_s": baseline, "speedup": baseline / ours,
-            "warm_only_s": no_skip, "reuse_only_s": no_warm,
+            "without_incremental_s": not_incremental,
         }));
     }
 
@@ -149,6 +155,12 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
     Ok(())
 }
 
+/// A file's name for a table row (the whole path when it has none).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Best wall time of `repeats` runs, in seconds.
 fn best_of(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let mut best = f64::INFINITY;
@@ -196,23 +208,24 @@ fn print_tables(
     dump: Option<&Path>,
 ) {
     let ms = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN) * 1e3;
-    println!("weight matching, MLP 784-512-512-512-10, backend {backend}, best of {repeats}");
+    println!("weight matching, backend {backend}, best of {repeats}");
     println!(
-        "| pair | sweeps | solves (baseline) | Fusion ms | baseline ms | speedup | warm-start only ms | reuse only ms |"
+        "| pair | sweeps | solves (baseline) | certified | corrected terms | Fusion ms | without rank-k and certificates ms | baseline ms | speedup |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in matching {
         println!(
-            "| {} | {} | {} ({}) | {:.1} | {:.1} | {:.2}x | {:.1} | {:.1} |",
+            "| {} | {} | {} ({}) | {} | {} | {:.2} | {:.2} | {:.1} | {:.1}x |",
             r["pair"].as_str().unwrap_or(""),
             r["sweeps"],
             r["solves"],
             r["baseline_solves"],
+            r["certified"],
+            r["corrected"],
             ms(&r["fusion_s"]),
+            ms(&r["without_incremental_s"]),
             ms(&r["baseline_s"]),
             r["speedup"].as_f64().unwrap_or(f64::NAN),
-            ms(&r["warm_only_s"]),
-            ms(&r["reuse_only_s"]),
         );
     }
     println!();

@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use fusion_net::{BearerToken, ClientTls, FederationClient, Payload, pb};
 use fusion_server::{Server, ServerConfig, StrategyKind};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::bench_net::{best_of, reset_peak, rss_mb, tcp_copy};
 use super::report::print_json;
 use crate::cli::BenchIngestArgs;
 
@@ -84,73 +84,6 @@ pub fn run(args: BenchIngestArgs) -> Result<()> {
          TCP: the same bytes written to plain loopback sockets and discarded by the reader."
     );
     Ok(())
-}
-
-async fn best_of<F, Fut>(repeats: u64, mut f: F) -> Result<f64>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<f64>>,
-{
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats {
-        best = best.min(f().await?);
-    }
-    Ok(best)
-}
-
-/// Seconds for `clients` sockets to each send the payload to a reader.
-async fn tcp_copy(payload: &Payload, clients: usize) -> Result<f64> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let size = payload.bytes.len();
-    let reader = tokio::spawn(async move {
-        let mut readers = Vec::new();
-        for _ in 0..clients {
-            let (mut socket, _) = listener.accept().await?;
-            readers.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 1 << 20];
-                let mut got = 0usize;
-                while got < size {
-                    let n = socket.read(&mut buf).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    got += n;
-                }
-                Ok::<usize, std::io::Error>(got)
-            }));
-        }
-        let mut total = 0;
-        for r in readers {
-            total += r.await.map_err(std::io::Error::other)??;
-        }
-        Ok::<usize, std::io::Error>(total)
-    });
-    let start = Instant::now();
-    let mut writers = Vec::new();
-    for _ in 0..clients {
-        let bytes = payload.bytes.clone();
-        writers.push(tokio::spawn(async move {
-            let mut socket = tokio::net::TcpStream::connect(addr).await?;
-            socket.set_nodelay(true)?;
-            for chunk in bytes.chunks(1 << 20) {
-                socket.write_all(chunk).await?;
-            }
-            socket.shutdown().await
-        }));
-    }
-    for w in writers {
-        w.await??;
-    }
-    let total = reader.await??;
-    let seconds = start.elapsed().as_secs_f64();
-    if total != size * clients {
-        bail!(
-            "TCP baseline moved {total} bytes, expected {}",
-            size * clients
-        );
-    }
-    Ok(seconds)
 }
 
 /// Best seconds over `repeats` rounds for `clients` concurrent uploads to
@@ -244,17 +177,4 @@ async fn wait_for_train(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-/// A `/proc/self/status` memory field in MB (Linux only).
-fn rss_mb(field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1000.0)
-}
-
-/// Resets the peak-RSS mark (`VmHWM`), so it measures only what follows.
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

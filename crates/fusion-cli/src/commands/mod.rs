@@ -2,7 +2,9 @@
 
 mod align;
 mod bench;
+mod bench_federation;
 mod bench_ingest;
+mod bench_net;
 mod bench_train;
 mod certs;
 mod experiment;
@@ -28,6 +30,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Bench(BenchCommand::Align(args)) => bench::run(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
         Command::Bench(BenchCommand::Ingest(args)) => bench_ingest::run(args),
+        Command::Bench(BenchCommand::Federation(args)) => bench_federation::run(args),
         Command::Train(args) => train::run(args),
         Command::Interpolate(args) => interpolate::run(args),
         Command::Experiment(ExperimentCommand::SplitMerge(args)) => {

@@ -157,6 +157,45 @@ impl LapSolver {
         })
     }
 
+    /// Whether `assignment` (row to column) is still optimal for `matrix`,
+    /// proved with the prices of the last solve of the same size: it is
+    /// when every row's assigned column minimises the row's reduced cost
+    /// (cost minus price), since those prices and the row minima are then
+    /// a feasible dual with zero slack on the assignment. `false` means
+    /// "not proved" (the prices are stale, or there are none), not "not
+    /// optimal".
+    ///
+    /// Weight matching re-solves a permutation after a neighbour moved a
+    /// few units; the previous prices usually still certify the answer,
+    /// and this check reads the matrix once instead of solving.
+    pub fn certifies<T: Copy + Into<f64>>(
+        &self,
+        matrix: &[T],
+        n: usize,
+        sense: Sense,
+        assignment: &[usize],
+    ) -> bool {
+        if !self.is_warm(n) || matrix.len() != n * n || !is_permutation(assignment, n) {
+            return false;
+        }
+        let sign = match sense {
+            Sense::Minimize => 1.0,
+            Sense::Maximize => -1.0,
+        };
+        matrix.chunks_exact(n).zip(assignment).all(|(row, &own)| {
+            let Some(&assigned) = row.get(own) else {
+                return false;
+            };
+            let reduced = sign * assigned.into() - self.prices[own];
+            if !reduced.is_finite() {
+                return false;
+            }
+            row.iter()
+                .zip(&self.prices)
+                .all(|(&c, &v)| sign * c.into() - v >= reduced)
+        })
+    }
+
     /// Copies the matrix into internal `f64` storage as costs to minimise.
     fn load_costs<T: Copy + Into<f64>>(
         &mut self,
@@ -369,6 +408,15 @@ impl LapSolver {
             j = previous;
         }
     }
+}
+
+/// Whether `assignment` gives each of `n` rows a distinct column below `n`.
+fn is_permutation(assignment: &[usize], n: usize) -> bool {
+    let mut taken = vec![false; n];
+    assignment.len() == n
+        && assignment
+            .iter()
+            .all(|&j| j < n && !std::mem::replace(&mut taken[j], true))
 }
 
 /// Smallest and second-smallest reduced cost `row[j] - prices[j]`, with their

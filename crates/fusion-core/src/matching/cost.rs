@@ -8,8 +8,26 @@ use crate::params::{ParamSet, ParamTensor};
 use crate::perm::{PermError, Permutation};
 use crate::spec::ValidatedSpec;
 
-/// A term and the versions of the permutations it was computed with.
-type CachedTerm = Option<(Vec<u64>, Tensor<2>)>;
+/// Rank-k corrections a term may take before it is computed in full
+/// again, bounding the f32 rounding that corrections accumulate.
+const MAX_CORRECTIONS: usize = 16;
+
+/// A correction pays when it touches at most this fraction of the other
+/// permutation's units: it costs `k/n` of a full product, plus gathers.
+const CORRECTION_FRACTION: usize = 3;
+
+/// One cached (tensor, axis) term of a permutation's similarity matrix.
+#[derive(Clone)]
+struct CachedTerm {
+    /// Versions of the tensor's other permutations it was computed with.
+    key: Vec<u64>,
+    /// The tensor's one other permutation, as it was, when there is
+    /// exactly one: what a rank-k correction starts from.
+    other: Option<Permutation>,
+    /// Corrections applied since it was last computed in full.
+    corrections: usize,
+    value: Tensor<2>,
+}
 
 /// Holds both models on the device for the whole matching run, so each
 /// cost matrix costs only the matrix products, not the uploads.
@@ -19,15 +37,21 @@ pub(crate) struct CostBuilder<'s> {
     /// Per permutation, per (tensor, axis) entry: A's tensor with that axis
     /// moved to the front and the rest flattened, `[n, k]`. Fixed for the run.
     a_rows: Vec<Vec<Tensor<2>>>,
+    /// A's spec tensors, flat, in `spec.tensors()` order (for corrections).
+    a_flat: Vec<Tensor<1>>,
     /// B's spec tensors, flat, in `spec.tensors()` order.
     b_flat: Vec<Tensor<1>>,
-    /// Per permutation, per entry: the last term computed and the versions
-    /// of the other permutations on that tensor it was computed with. A
-    /// term whose tensor has no other changed permutation (the first
-    /// layer's input side, the last layer's output side) is reused.
-    terms: Vec<Vec<CachedTerm>>,
+    /// Per permutation, per entry: the last term computed. A term whose
+    /// tensor has no other changed permutation (the first layer's input
+    /// side, the last layer's output side) is reused.
+    terms: Vec<Vec<Option<CachedTerm>>>,
     /// Whether `terms` may be reused (off to measure the paper's loop).
     reuse: bool,
+    /// Whether a term whose one other permutation moved a few units is
+    /// corrected by a rank-k product instead of recomputed.
+    correct: bool,
+    /// Terms corrected rather than recomputed, for reports.
+    pub(crate) corrected: usize,
 }
 
 impl<'s> CostBuilder<'s> {
@@ -39,6 +63,7 @@ impl<'s> CostBuilder<'s> {
         b: &ParamSet,
         device: &Device,
         reuse: bool,
+        correct: bool,
     ) -> Result<Self, MatchError> {
         let upload_all = |set: &ParamSet| -> Result<Vec<Tensor<1>>, MatchError> {
             spec.tensors()
@@ -69,9 +94,12 @@ impl<'s> CostBuilder<'s> {
             spec,
             device: device.clone(),
             a_rows,
+            a_flat,
             b_flat,
             terms,
             reuse,
+            correct: correct && reuse,
+            corrected: 0,
         })
     }
 
@@ -88,24 +116,35 @@ impl<'s> CostBuilder<'s> {
     ) -> Result<Vec<f32>, MatchError> {
         let mut total: Option<Tensor<2>> = None;
         for (entry, &(ti, axis)) in self.spec.axes_of(p).iter().enumerate() {
-            let key: Vec<u64> = self.spec.tensors()[ti]
+            let info = &self.spec.tensors()[ti];
+            // The tensor's axes permuted by permutations other than `p`.
+            let others: Vec<(usize, usize)> = info
                 .perm_of_axis
                 .iter()
-                .flatten()
-                .filter(|&&q| q != p)
-                .map(|&q| versions[q])
+                .enumerate()
+                .filter_map(|(other_axis, q)| q.filter(|&q| q != p).map(|q| (other_axis, q)))
                 .collect();
-            let term = match &self.terms[p][entry] {
-                Some((seen, term)) if self.reuse && *seen == key => term.clone(),
-                _ => {
-                    let term = self.term(p, entry, ti, axis, perms);
-                    self.terms[p][entry] = Some((key, term.clone()));
-                    term
+            let key: Vec<u64> = others.iter().map(|&(_, q)| versions[q]).collect();
+            let cached = self.terms[p][entry].take();
+            let term = match cached {
+                Some(c) if self.reuse && c.key == key => c,
+                Some(c) if self.correct && others.len() == 1 => {
+                    let (other_axis, q) = others[0];
+                    match self.corrected_term(c, ti, axis, other_axis, &perms[q]) {
+                        Some(mut c) => {
+                            c.key = key;
+                            c
+                        }
+                        None => self.full_term(p, entry, ti, axis, perms, key, &others),
+                    }
                 }
+                _ => self.full_term(p, entry, ti, axis, perms, key, &others),
             };
+            let value = term.value.clone();
+            self.terms[p][entry] = Some(term);
             total = Some(match total {
-                Some(t) => t + term,
-                None => term,
+                Some(t) => t + value,
+                None => value,
             });
         }
         let Some(total) = total else {
@@ -115,6 +154,87 @@ impl<'s> CostBuilder<'s> {
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| MatchError::Device(format!("{e:?}")))
+    }
+
+    /// A term computed in full, cached with what it was computed from.
+    #[allow(clippy::too_many_arguments)] // the term's coordinates, all needed
+    fn full_term(
+        &self,
+        p: usize,
+        entry: usize,
+        ti: usize,
+        axis: usize,
+        perms: &[Permutation],
+        key: Vec<u64>,
+        others: &[(usize, usize)],
+    ) -> CachedTerm {
+        CachedTerm {
+            key,
+            other: match others {
+                [(_, q)] => Some(perms[*q].clone()),
+                _ => None,
+            },
+            corrections: 0,
+            value: self.term(p, entry, ti, axis, perms),
+        }
+    }
+
+    /// `cached` brought up to date after the tensor's one other
+    /// permutation became `now`, by a rank-k correction: only the `k`
+    /// slices along `other_axis` whose source changed contribute,
+    ///
+    /// `term += A[.., C, ..] · (B[.., now(C), ..] − B[.., was(C), ..])ᵀ`
+    ///
+    /// (rows along `axis`), at `k/n` of a full product's cost. `None`
+    /// when a full product is the better buy (many units moved, or the
+    /// term has taken its share of corrections).
+    fn corrected_term(
+        &mut self,
+        mut cached: CachedTerm,
+        ti: usize,
+        axis: usize,
+        other_axis: usize,
+        now: &Permutation,
+    ) -> Option<CachedTerm> {
+        let was = cached.other.as_ref()?;
+        let changed: Vec<usize> = (0..now.len())
+            .filter(|&o| was.as_slice().get(o) != now.as_slice().get(o))
+            .collect();
+        let k = changed.len();
+        if k == 0 {
+            return Some(cached);
+        }
+        if k * CORRECTION_FRACTION > now.len() || cached.corrections >= MAX_CORRECTIONS {
+            return None;
+        }
+        let shape = &self.spec.tensors()[ti].shape;
+        let (pre, n, post) = crate::params::split_shape(shape, other_axis);
+        let mut sub_shape = shape.clone();
+        sub_shape[other_axis] = k;
+        let gather = |flat: &Tensor<1>, rows: Vec<usize>| -> Tensor<1> {
+            let indices: Vec<i64> = rows.into_iter().map(|i| i as i64).collect();
+            let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [k]), &self.device);
+            flat.clone()
+                .reshape([pre, n, post])
+                .select(1, indices)
+                .reshape([pre * k * post])
+        };
+        let a = gather(&self.a_flat[ti], changed.clone());
+        let b_now = gather(
+            &self.b_flat[ti],
+            changed.iter().map(|&o| now.as_slice()[o]).collect(),
+        );
+        let b_was = gather(
+            &self.b_flat[ti],
+            changed.iter().map(|&o| was.as_slice()[o]).collect(),
+        );
+        let a_rows = rows_along(a, &sub_shape, axis);
+        let diff_rows = rows_along(b_now - b_was, &sub_shape, axis);
+        cached.value = cached.value + a_rows.matmul(diff_rows.transpose());
+        cached.other = Some(now.clone());
+        cached.corrections += 1;
+        self.corrected += 1;
+        Some(cached)
     }
 
     /// One (tensor, axis) term of permutation `p`'s similarity matrix: A's

@@ -81,7 +81,7 @@ impl AlignToReference {
             moved: PermMoved::list(spec, &found.perms),
             sweeps: found.sweeps,
             objective_before: Some(found.initial_objective),
-            objective_after: found.objective.last().copied(),
+            objective_after: Some(found.final_objective()),
         };
         Ok((aligned, found.perms, report))
     }

@@ -195,3 +195,71 @@ fn readme_cnn_spec_recovers_a_planted_permutation() {
     let found = weight_matching(&spec, &a, &b, &device, &MatchOptions::default()).expect("match");
     assert_eq!(spec.apply(&b, &found.perms).expect("apply"), a);
 }
+
+#[test]
+fn a_model_equal_to_the_reference_needs_no_sweep() {
+    let device = ComputeBackend::Flex.device().expect("flex");
+    let a = common::random_mlp(&[50, 40, 40, 8], 70);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let r = weight_matching(&spec, &a, &a.clone(), &device, &MatchOptions::default())
+        .expect("match");
+    assert_eq!(r.perms, spec.identity());
+    assert_eq!((r.sweeps, r.solves), (0, 0));
+    assert!((r.final_objective() - a.dot(&a)).abs() < 1e-9 * a.dot(&a));
+    // The identity is the global optimum, whatever the starting point.
+    let started_elsewhere = MatchOptions {
+        init: Some(common::random_perms(spec.sizes(), 71)),
+        ..MatchOptions::default()
+    };
+    let r = weight_matching(&spec, &a, &a, &device, &started_elsewhere).expect("match");
+    assert_eq!(r.perms, spec.identity());
+    // One changed value anywhere in a permuted tensor and matching runs.
+    let mut b = a.clone();
+    let last = b.len() - 1;
+    b.at_mut(last).data_mut()[0] += 1e-3;
+    let r = weight_matching(&spec, &a, &b, &device, &MatchOptions::default()).expect("match");
+    assert!(r.sweeps >= 1 && r.solves >= 1, "{r:?}");
+}
+
+/// Rank-k corrections and price certificates change how the cost
+/// matrices are computed, not what matching finds.
+#[test]
+fn incremental_matching_finds_what_full_recomputation_finds() {
+    let device = ComputeBackend::Flex.device().expect("flex");
+    let (mut corrected, mut certified) = (0, 0);
+    for seed in 0..6 {
+        let a = common::random_mlp(&[60, 48, 48, 48, 7], 300 + seed);
+        let spec = infer_mlp_spec(&a)
+            .expect("mlp")
+            .validate(&a)
+            .expect("valid");
+        // Half the pairs near (a planted permutation plus noise), half
+        // unrelated: few units move late in both, many early in the latter.
+        let b = if seed % 2 == 0 {
+            let planted = common::random_perms(spec.sizes(), 400 + seed);
+            fusion_core::synthetic::perturb(&spec.apply(&a, &planted).expect("apply"), 0.3, 500 + seed)
+        } else {
+            common::random_mlp(&[60, 48, 48, 48, 7], 600 + seed)
+        };
+        let run = |incremental: bool| {
+            let opts = MatchOptions {
+                seed,
+                incremental,
+                ..MatchOptions::default()
+            };
+            weight_matching(&spec, &a, &b, &device, &opts).expect("match")
+        };
+        let (fast, full) = (run(true), run(false));
+        assert_eq!(fast.perms, full.perms, "seed {seed}");
+        let (x, y) = (fast.final_objective(), full.final_objective());
+        assert!((x - y).abs() < 1e-9 * y.abs(), "seed {seed}: {x} vs {y}");
+        assert_eq!((full.corrected, full.certified), (0, 0));
+        corrected += fast.corrected;
+        certified += fast.certified;
+    }
+    assert!(corrected > 0, "no term was corrected: the test exercises nothing");
+    assert!(certified > 0, "no solve was certified: the test exercises nothing");
+}
