@@ -10,7 +10,7 @@ use fusion_core::{ParamSet, StatisticTensor};
 use fusion_data::Dataset;
 use fusion_models::Mlp;
 use fusion_net::{
-    Assembler, FederationClient, LogSafe, PROTOCOL_VERSION, Payload, manifest_hash, pb,
+    FederationClient, LogSafe, PROTOCOL_VERSION, Payload, DecodingAssembler, manifest_hash, pb,
 };
 use tonic::{Code, Status};
 
@@ -419,19 +419,17 @@ impl Session {
         let first = within(CHUNK_TIMEOUT, "a model chunk", stream.message())
             .await?
             .ok_or_else(|| Status::data_loss("the server sent an empty model stream"))?;
-        let mut assembler =
-            Assembler::start(first, u64::MAX).map_err(|e| Status::data_loss(e.to_string()))?;
+        // Decoded as it arrives: the client never holds the bytes as well.
+        let mut assembler = DecodingAssembler::start(first, u64::MAX)
+            .map_err(|e| Status::data_loss(e.to_string()))?;
         while let Some(chunk) = within(CHUNK_TIMEOUT, "a model chunk", stream.message()).await? {
             assembler
                 .push(chunk)
                 .map_err(|e| Status::data_loss(e.to_string()))?;
         }
-        let received = assembler
+        assembler
             .finish()
-            .map_err(|e| Status::data_loss(e.to_string()))?;
-        received
-            .payload
-            .to_params()
+            .map(|received| received.params)
             .map_err(|e| Status::data_loss(e.to_string()))
     }
 

@@ -1,7 +1,11 @@
 //! Putting a chunked payload back together, verifying as it arrives.
 
+use std::collections::BTreeMap;
+
+use fusion_core::{ParamSet, StatisticTensor};
 use sha2::{Digest, Sha256};
 
+use crate::decode::TensorDecoder;
 use crate::error::WireError;
 use crate::header::check_header_text;
 use crate::payload::{Payload, hex, payload_bytes};
@@ -16,22 +20,19 @@ pub struct Received {
     pub payload: Payload,
 }
 
-/// Reassembles one payload from its chunks. It checks the header against
-/// its own manifest and the size limit before allocating, counts bytes as
-/// data arrives (so an oversized stream is cut off early) and hashes
-/// incrementally; [`Assembler::finish`] is the only way to get the payload
-/// out, so a stream that breaks part way yields nothing.
+/// What every receiver checks, whatever it does with the data: a header
+/// first, consistent with its own manifest and within the size limit
+/// before anything is allocated; data chunks only, each within the chunk
+/// limit, never past the announced length; the SHA-256 of every byte.
 #[derive(Debug)]
-pub struct Assembler {
+struct Framing {
     header: pb::Header,
-    buffer: Vec<u8>,
     hasher: Sha256,
+    received: u64,
 }
 
-impl Assembler {
-    /// Starts from the first chunk, which must be a header announcing at
-    /// most `limit` bytes.
-    pub fn start(first: pb::Chunk, limit: u64) -> Result<Self, WireError> {
+impl Framing {
+    fn start(first: pb::Chunk, limit: u64) -> Result<Self, WireError> {
         let header = match first.part {
             Some(pb::chunk::Part::Header(h)) => h,
             _ => return Err(WireError::MissingHeader),
@@ -44,31 +45,21 @@ impl Assembler {
                 manifest,
             });
         }
-        if header.payload_bytes > limit {
+        if header.payload_bytes > limit || usize::try_from(header.payload_bytes).is_err() {
             return Err(WireError::TooLarge {
                 bytes: header.payload_bytes,
                 limit,
             });
         }
-        let capacity = usize::try_from(header.payload_bytes).map_err(|_| WireError::TooLarge {
-            bytes: header.payload_bytes,
-            limit,
-        })?;
         Ok(Self {
             header,
-            buffer: Vec::with_capacity(capacity),
             hasher: Sha256::new(),
+            received: 0,
         })
     }
 
-    /// The header, available before any data is read, so a receiver can
-    /// refuse a stream (wrong round, wrong client) without reading it.
-    pub fn header(&self) -> &pb::Header {
-        &self.header
-    }
-
-    /// Adds the next chunk.
-    pub fn push(&mut self, chunk: pb::Chunk) -> Result<(), WireError> {
+    /// The data of the next chunk, counted and hashed.
+    fn data(&mut self, chunk: pb::Chunk) -> Result<bytes::Bytes, WireError> {
         let data = match chunk.part {
             Some(pb::chunk::Part::Data(d)) => d,
             Some(pb::chunk::Part::Header(_)) => return Err(WireError::ExtraHeader),
@@ -80,27 +71,21 @@ impl Assembler {
                 limit: MAX_CHUNK_BYTES,
             });
         }
-        if (self.buffer.len() + data.len()) as u64 > self.header.payload_bytes {
+        if self.received + data.len() as u64 > self.header.payload_bytes {
             return Err(WireError::Overflow {
                 expected: self.header.payload_bytes,
             });
         }
         self.hasher.update(&data);
-        self.buffer.extend_from_slice(&data);
-        Ok(())
+        self.received += data.len() as u64;
+        Ok(data)
     }
 
-    /// Bytes received so far.
-    pub fn received(&self) -> u64 {
-        self.buffer.len() as u64
-    }
-
-    /// Checks the length and the hash and returns the payload.
-    pub fn finish(self) -> Result<Received, WireError> {
-        let received = self.buffer.len() as u64;
-        if received != self.header.payload_bytes {
+    /// Checks the length and the hash; the header and the hash.
+    fn finish(self) -> Result<(pb::Header, String), WireError> {
+        if self.received != self.header.payload_bytes {
             return Err(WireError::Truncated {
-                received,
+                received: self.received,
                 expected: self.header.payload_bytes,
             });
         }
@@ -111,15 +96,124 @@ impl Assembler {
                 actual,
             });
         }
+        Ok((self.header, actual))
+    }
+}
+
+/// Reassembles one payload from its chunks. It checks the header against
+/// its own manifest and the size limit before allocating, counts bytes as
+/// data arrives (so an oversized stream is cut off early) and hashes
+/// incrementally; [`Assembler::finish`] is the only way to get the payload
+/// out, so a stream that breaks part way yields nothing.
+#[derive(Debug)]
+pub struct Assembler {
+    framing: Framing,
+    buffer: Vec<u8>,
+}
+
+impl Assembler {
+    /// Starts from the first chunk, which must be a header announcing at
+    /// most `limit` bytes.
+    pub fn start(first: pb::Chunk, limit: u64) -> Result<Self, WireError> {
+        let framing = Framing::start(first, limit)?;
+        let capacity = framing.header.payload_bytes as usize;
+        Ok(Self {
+            framing,
+            buffer: Vec::with_capacity(capacity),
+        })
+    }
+
+    /// The header, available before any data is read, so a receiver can
+    /// refuse a stream (wrong round, wrong client) without reading it.
+    pub fn header(&self) -> &pb::Header {
+        &self.framing.header
+    }
+
+    /// Adds the next chunk.
+    pub fn push(&mut self, chunk: pb::Chunk) -> Result<(), WireError> {
+        let data = self.framing.data(chunk)?;
+        self.buffer.extend_from_slice(&data);
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.framing.received
+    }
+
+    /// Checks the length and the hash and returns the payload.
+    pub fn finish(self) -> Result<Received, WireError> {
+        let (header, sha256) = self.framing.finish()?;
         let payload = Payload {
-            manifest: self.header.manifest.clone(),
-            statistics: self.header.statistics.clone(),
+            manifest: header.manifest.clone(),
+            statistics: header.statistics.clone(),
             bytes: self.buffer.into(),
-            sha256: actual,
+            sha256,
         };
-        Ok(Received {
-            header: self.header,
-            payload,
+        Ok(Received { header, payload })
+    }
+}
+
+/// An update decoded as it arrived, length- and hash-verified.
+#[derive(Debug)]
+pub struct ReceivedUpdate {
+    /// The header chunk.
+    pub header: pb::Header,
+    /// The weights (empty for an update of statistics alone).
+    pub params: ParamSet,
+    /// The statistics, by name.
+    pub statistics: BTreeMap<String, StatisticTensor>,
+    /// SHA-256 of the payload's bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Like [`Assembler`], but decodes each chunk into tensors as it arrives
+/// instead of keeping the bytes: what a server receiving updates wants.
+/// An update then costs one decoded model in memory, not its bytes plus
+/// a decoded copy, and each byte is read once (hashed and decoded in the
+/// same pass over the chunk). Non-finite values are refused as soon as
+/// they arrive; the tensors come out only from
+/// [`DecodingAssembler::finish`], after the length and hash are verified.
+#[derive(Debug)]
+pub struct DecodingAssembler {
+    framing: Framing,
+    decoder: TensorDecoder,
+}
+
+impl DecodingAssembler {
+    /// Starts from the first chunk, which must be a header announcing at
+    /// most `limit` bytes.
+    pub fn start(first: pb::Chunk, limit: u64) -> Result<Self, WireError> {
+        let framing = Framing::start(first, limit)?;
+        let decoder = TensorDecoder::new(&framing.header.manifest, &framing.header.statistics)?;
+        Ok(Self { framing, decoder })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &pb::Header {
+        &self.framing.header
+    }
+
+    /// Adds and decodes the next chunk.
+    pub fn push(&mut self, chunk: pb::Chunk) -> Result<(), WireError> {
+        let data = self.framing.data(chunk)?;
+        self.decoder.push(&data)
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.framing.received
+    }
+
+    /// Checks the length and the hash and returns the decoded update.
+    pub fn finish(self) -> Result<ReceivedUpdate, WireError> {
+        let (header, sha256) = self.framing.finish()?;
+        let (params, statistics) = self.decoder.finish()?;
+        Ok(ReceivedUpdate {
+            header,
+            params,
+            statistics,
+            sha256,
         })
     }
 }

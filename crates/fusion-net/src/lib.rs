@@ -6,7 +6,9 @@
 //!   `proto/fusion/v1/fusion.proto` (read that file for the protocol).
 //! - [`Payload`]: a model as a tensor manifest plus raw bytes and their
 //!   SHA-256, cut into [`pb::Chunk`]s by [`Payload::chunks`] and put back
-//!   together, length- and hash-checked, by [`Assembler`].
+//!   together, length- and hash-checked, by [`Assembler`] (keeping the
+//!   bytes) or [`DecodingAssembler`] (decoding them into tensors as they
+//!   arrive, with [`TensorDecoder`]).
 //! - [`ServerTls`] / [`ClientTls`]: rustls configuration from PEM files,
 //!   with optional mutual TLS, and [`check_certificate_names`] binding a
 //!   client id to its certificate; [`BearerToken`] / [`TokenTable`]:
@@ -23,6 +25,7 @@ mod auth;
 mod certs;
 mod chunks;
 mod connect;
+mod decode;
 mod error;
 mod header;
 mod log_safe;
@@ -38,8 +41,9 @@ pub mod pb {
 
 pub use auth::{BearerToken, Caller, MIN_TOKEN_BYTES, TokenTable, parse_token_file, same_secret};
 pub use certs::{DevCertificates, PemPair};
-pub use chunks::{Assembler, Received};
+pub use chunks::{Assembler, Received, ReceivedUpdate, DecodingAssembler};
 pub use connect::{FederationClient, connect};
+pub use decode::TensorDecoder;
 pub use error::WireError;
 pub use header::{MAX_TENSOR_NAME_BYTES, check_header_text};
 pub use log_safe::{LogSafe, MAX_LOGGED_BYTES, is_hidden};

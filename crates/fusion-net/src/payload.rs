@@ -134,25 +134,9 @@ impl Payload {
                 expected,
             });
         }
-        let mut params = ParamSet::new();
-        let mut offset = 0usize;
-        for meta in &self.manifest {
-            let tensor = decode_weights(meta, &self.bytes, &mut offset)?;
-            params
-                .insert(&meta.name, tensor)
-                .map_err(|e| WireError::Manifest(e.to_string()))?;
-        }
-        let mut statistics = BTreeMap::new();
-        for meta in &self.statistics {
-            let tensor = decode_statistic(meta, &self.bytes, &mut offset)?;
-            if statistics.insert(meta.name.clone(), tensor).is_some() {
-                return Err(WireError::Manifest(format!(
-                    "statistic `{}` appears twice",
-                    meta.name
-                )));
-            }
-        }
-        Ok((params, statistics))
+        let mut decoder = crate::TensorDecoder::new(&self.manifest, &self.statistics)?;
+        decoder.push(&self.bytes)?;
+        decoder.finish()
     }
 }
 
@@ -180,65 +164,6 @@ fn meta(name: &str, dtype: &str, shape: &[usize]) -> pb::TensorMeta {
         dtype: dtype.to_owned(),
         shape: shape.iter().map(|&d| d as u64).collect(),
     }
-}
-
-/// The `width`-byte values of the tensor `meta` describes at `offset`
-/// (advanced past them). The caller has checked the total length.
-fn take<'a>(
-    meta: &pb::TensorMeta,
-    width: usize,
-    bytes: &'a [u8],
-    offset: &mut usize,
-) -> (Vec<usize>, &'a [u8]) {
-    let shape: Vec<usize> = meta.shape.iter().map(|&d| d as usize).collect();
-    let numel: usize = shape.iter().product();
-    let raw = &bytes[*offset..*offset + numel * width];
-    *offset += numel * width;
-    (shape, raw)
-}
-
-/// Decodes the weight tensor `meta` describes at `offset`, refusing
-/// non-finite values.
-fn decode_weights(
-    meta: &pb::TensorMeta,
-    bytes: &[u8],
-    offset: &mut usize,
-) -> Result<ParamTensor, WireError> {
-    let (shape, raw) = take(meta, 4, bytes, offset);
-    let data: Vec<f32> = raw
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-        return Err(WireError::NonFinite {
-            name: meta.name.clone(),
-            index,
-            value: f64::from(data[index]),
-        });
-    }
-    ParamTensor::new(&meta.name, shape, data).map_err(|e| WireError::Manifest(e.to_string()))
-}
-
-/// Decodes the statistic `meta` describes at `offset`, refusing
-/// non-finite values.
-fn decode_statistic(
-    meta: &pb::TensorMeta,
-    bytes: &[u8],
-    offset: &mut usize,
-) -> Result<StatisticTensor, WireError> {
-    let (shape, raw) = take(meta, 8, bytes, offset);
-    let data: Vec<f64> = raw
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-        .collect();
-    if let Some(index) = data.iter().position(|v| !v.is_finite()) {
-        return Err(WireError::NonFinite {
-            name: meta.name.clone(),
-            index,
-            value: data[index],
-        });
-    }
-    StatisticTensor::new(&meta.name, shape, data).map_err(|e| WireError::Manifest(e.to_string()))
 }
 
 /// Bytes a payload with these two manifest sections holds: the weights in

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fusion_core::Update;
-use fusion_net::{Assembler, PROTOCOL_VERSION, TokenTable, pb};
+use fusion_net::{PROTOCOL_VERSION, TokenTable, DecodingAssembler, pb};
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -389,7 +389,10 @@ impl pb::federation_server::Federation for FederationService {
             .await
             .map_err(|_| closed())?
             .map_err(|_| Status::unavailable("the server is shutting down"))?;
-        let mut assembler = Assembler::start(first, s.config.max_update_bytes).map_err(wire)?;
+        // Decoded as it arrives: the upload holds one decoded model, never
+        // its bytes as well.
+        let mut assembler =
+            DecodingAssembler::start(first, s.config.max_update_bytes).map_err(wire)?;
         let pace = UploadPace::new(s.config.chunk_bytes, s.config.min_upload_rate);
         loop {
             // Each chunk within its time at the minimum rate, and all of
@@ -424,11 +427,13 @@ impl pb::federation_server::Federation for FederationService {
                 Err(status) => return Err(s.stream_error(status, assembler.received())),
             }
         }
-        let received = assembler.finish().map_err(wire)?;
-        s.metrics
-            .bytes_in
-            .inc_by(received.payload.bytes.len() as u64);
-        let (params, mut statistics) = received.payload.to_update().map_err(wire)?;
+        let received = assembler.received();
+        let fusion_net::ReceivedUpdate {
+            params,
+            mut statistics,
+            ..
+        } = assembler.finish().map_err(wire)?;
+        s.metrics.bytes_in.inc_by(received);
         let client = slot.ticket.client.clone();
         let examples = slot.ticket.examples;
         if examples.used < examples.claimed {
