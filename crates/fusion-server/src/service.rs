@@ -141,6 +141,13 @@ impl Drop for Settle<'_> {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 
+/// Size of the messages a model is sent in. Each download in progress
+/// holds about two of them (one encoded by tonic, one queued in HTTP/2),
+/// so with hundreds of clients fetching at once small messages keep the
+/// server's memory flat; on loopback, 64 KiB messages move as fast as
+/// 1 MiB ones (docs/benchmarks.md).
+const DOWNLOAD_CHUNK_BYTES: usize = 256 << 10;
+
 /// Time a peer is always given for a chunk, whatever the rate.
 const CHUNK_GRACE: Duration = Duration::from_secs(10);
 
@@ -322,7 +329,7 @@ impl pb::federation_server::Federation for FederationService {
         let shared = s.clone();
         let client = r.client_id;
         let chunks = global
-            .chunks(header, s.config.chunk_bytes)
+            .chunks(header, DOWNLOAD_CHUNK_BYTES)
             .map(move |chunk| {
                 shared.lock().clients.seen(&client, Instant::now());
                 Ok(chunk)

@@ -8,6 +8,10 @@ use crate::params::{ParamSet, ParamTensor, ParamsError};
 /// keeping all of them.
 #[derive(Clone, Debug)]
 pub struct RunningSum {
+    /// The first model's layout: names, shapes and carried tensors. Its
+    /// values are zeros never written or read (`vec![0.0; n]` is
+    /// allocated zeroed, so the pages stay unmapped): the layout costs
+    /// kilobytes, not a copy of the first model.
     template: Option<ParamSet>,
     sums: Vec<Vec<f64>>,
     total_weight: f64,
@@ -60,7 +64,7 @@ impl RunningSum {
             Some(t) => t.check_same_layout(model, 0, index)?,
             None => {
                 self.sums = model.iter().map(|(_, t)| vec![0.0; t.numel()]).collect();
-                self.template = Some(model.clone());
+                self.template = Some(model.zeros_like());
             }
         }
         let template = self.template.as_ref().ok_or(MergeError::NoModels)?;
@@ -101,43 +105,53 @@ impl RunningSum {
         model: &ParamSet,
         weight: f64,
     ) -> Result<ParamSet, MergeError> {
-        let template = self.template.as_ref().ok_or(MergeError::NoModels)?;
+        if self.template.is_none() {
+            return Err(MergeError::NoModels);
+        }
         let rest = self.total_weight - weight;
         if rest <= 0.0 {
             return Err(MergeError::ZeroTotalWeight);
         }
-        let mut out = template.clone();
-        for (pos, (sum, name)) in self.sums.iter().zip(template.names()).enumerate() {
-            let shape = template.at(pos).shape().to_vec();
+        self.build(|name, sum| {
             let own = model.get(name).ok_or_else(|| ParamsError::MissingTensor {
                 name: name.to_owned(),
                 present: 0,
                 missing: self.count,
             })?;
-            let data = sum
+            Ok(sum
                 .iter()
                 .zip(own.data())
                 .map(|(&s, &x)| ((s - weight * f64::from(x)) / rest) as f32)
-                .collect();
-            out.replace(pos, ParamTensor::new(name, shape, data)?);
-        }
-        Ok(out)
+                .collect())
+        })
     }
 
     /// The weighted mean so far. Non-float tensors come from the first model.
     pub fn mean(&self) -> Result<ParamSet, MergeError> {
-        let template = self.template.as_ref().ok_or(MergeError::NoModels)?;
+        if self.template.is_none() {
+            return Err(MergeError::NoModels);
+        }
         if self.total_weight <= 0.0 {
             return Err(MergeError::ZeroTotalWeight);
         }
-        let mut out = template.clone();
-        for (pos, sum) in self.sums.iter().enumerate() {
-            let shape = template.at(pos).shape().to_vec();
-            let data = sum
-                .iter()
-                .map(|&s| (s / self.total_weight) as f32)
-                .collect();
-            out.replace(pos, ParamTensor::new("", shape, data)?);
+        self.build(|_, sum| Ok(sum.iter().map(|&s| (s / self.total_weight) as f32).collect()))
+    }
+
+    /// A new model in the template's layout, each tensor's values made by
+    /// `values(name, sum)`; the carried tensors of the first model come
+    /// along.
+    fn build(
+        &self,
+        mut values: impl FnMut(&str, &[f64]) -> Result<Vec<f32>, MergeError>,
+    ) -> Result<ParamSet, MergeError> {
+        let template = self.template.as_ref().ok_or(MergeError::NoModels)?;
+        let mut out = ParamSet::new();
+        for ((name, layout), sum) in template.iter().zip(&self.sums) {
+            let data = values(name, sum)?;
+            out.insert(name, ParamTensor::new(name, layout.shape().to_vec(), data)?)?;
+        }
+        for (name, raw) in template.passthrough() {
+            out.insert_passthrough(name.clone(), raw.clone())?;
         }
         Ok(out)
     }
