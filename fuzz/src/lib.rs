@@ -21,7 +21,7 @@ mod seeds;
 pub use seeds::seeds;
 
 use fusion_core::{ParamSet, PermutationSpec};
-use fusion_net::{Assembler, pb};
+use fusion_net::{Assembler, DecodingAssembler, pb};
 use prost::Message;
 
 /// The largest payload [`upload`] lets the assembler accept: small, so a
@@ -42,40 +42,75 @@ pub const TARGETS: [(&str, Target); 4] = [
 
 /// `data` as a sequence of messages: each a 2-byte little-endian length
 /// and that many bytes (the last one takes what is left), decoded as
-/// `Chunk`s and fed to an [`Assembler`] like an upload stream; a complete
-/// payload is then decoded into weights and statistics.
+/// `Chunk`s and fed, like an upload stream, both to the server's
+/// [`DecodingAssembler`] (which decodes as chunks arrive) and to an
+/// [`Assembler`] whose complete payload is decoded at the end. The two
+/// must agree: the same update from both, or a refusal from both.
 pub fn upload(data: &[u8]) {
     let mut rest = data;
-    let mut assembler: Option<Assembler> = None;
+    let mut bytes: Option<Assembler> = None;
+    // `None` once the streaming side refused (a non-finite value or a
+    // duplicate name is refused on arrival; the bytes side refuses it
+    // when it decodes at the end).
+    let mut streaming: Option<DecodingAssembler> = None;
     while !rest.is_empty() {
         let (message, tail) = split_message(rest);
         rest = tail;
         let Ok(chunk) = pb::Chunk::decode(message) else {
             return;
         };
-        match assembler.as_mut() {
+        match bytes.as_mut() {
             None => {
                 if let Some(pb::chunk::Part::Header(header)) = &chunk.part
                     && fusion_net::check_header_text(header).is_err()
                 {
                     return;
                 }
+                streaming = DecodingAssembler::start(chunk.clone(), MAX_UPLOAD_BYTES).ok();
                 match Assembler::start(chunk, MAX_UPLOAD_BYTES) {
-                    Ok(a) => assembler = Some(a),
-                    Err(_) => return,
+                    Ok(a) => bytes = Some(a),
+                    Err(_) => {
+                        assert!(
+                            streaming.is_none(),
+                            "only the streaming side took the header"
+                        );
+                        return;
+                    }
                 }
             }
             Some(a) => {
+                if let Some(d) = streaming.as_mut()
+                    && d.push(chunk.clone()).is_err()
+                {
+                    streaming = None;
+                }
                 if a.push(chunk).is_err() {
                     return;
                 }
             }
         }
     }
-    if let Some(a) = assembler
-        && let Ok(received) = a.finish()
-    {
-        let _ = received.payload.to_update();
+    let Some(a) = bytes else {
+        return;
+    };
+    let at_end = a.finish().and_then(|received| received.payload.to_update());
+    match (at_end, streaming.and_then(|d| d.finish().ok())) {
+        (Ok((params, statistics)), Some(update)) => {
+            assert!(
+                params == update.params && statistics == update.statistics,
+                "the assemblers decoded different updates"
+            );
+        }
+        (Err(_), None) => {}
+        (at_end, streamed) => panic!(
+            "the assemblers disagree: bytes then decode {:?}, streaming {}",
+            at_end.map(|_| ()),
+            if streamed.is_some() {
+                "accepted"
+            } else {
+                "refused"
+            }
+        ),
     }
 }
 

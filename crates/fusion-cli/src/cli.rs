@@ -299,7 +299,12 @@ pub struct BenchFederationArgs {
     #[arg(long, value_delimiter = ',', default_value = "mlp:512x3", value_parser = parse_model)]
     pub model: Vec<MlpArchitecture>,
     /// Server strategies, comma-separated: one row each.
-    #[arg(long, value_delimiter = ',', default_value = "fedavg,align", value_enum)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fedavg,align",
+        value_enum
+    )]
     pub strategy: Vec<StrategyKind>,
     /// Timed rounds per row; the median is reported.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]

@@ -10,7 +10,7 @@ use fusion_core::{ParamSet, StatisticTensor};
 use fusion_data::Dataset;
 use fusion_models::Mlp;
 use fusion_net::{
-    FederationClient, LogSafe, PROTOCOL_VERSION, Payload, DecodingAssembler, manifest_hash, pb,
+    DecodingAssembler, FederationClient, LogSafe, PROTOCOL_VERSION, Payload, manifest_hash, pb,
 };
 use tonic::{Code, Status};
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use fusion_core::{ParamSet, ParamTensor, StatisticTensor};
 
 use crate::error::WireError;
-use crate::pb;
 use crate::payload::payload_bytes;
+use crate::pb;
 
 /// Turns the bytes of a payload into its weight tensors (F32) and
 /// statistics (F64), in whatever pieces they come (chunk boundaries need
@@ -157,9 +157,11 @@ impl TensorDecoder {
                 .position(|v| !v.is_finite())
                 .map(|i| (start + i, f64::from(self.f32s[start + i])))
         } else {
-            self.f64s.extend(bytes.chunks_exact(8).map(|b| {
-                f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-            }));
+            self.f64s.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+            );
             self.f64s[start..]
                 .iter()
                 .position(|v| !v.is_finite())
@@ -245,8 +247,12 @@ mod tests {
         let stats = BTreeMap::from([
             (
                 "gram:a".to_owned(),
-                StatisticTensor::new("gram:a", vec![2, 3], vec![1.0 + f64::EPSILON, -2.0, 3.5, 0.0, 1e300, -7.25])
-                    .expect("stat"),
+                StatisticTensor::new(
+                    "gram:a",
+                    vec![2, 3],
+                    vec![1.0 + f64::EPSILON, -2.0, 3.5, 0.0, 1e300, -7.25],
+                )
+                .expect("stat"),
             ),
             (
                 "gram:empty".to_owned(),
@@ -294,7 +300,9 @@ mod tests {
         let payload = Payload::from_update(Some(&params), &stats).expect("encodes");
         let len = payload.bytes.len();
         let mut decoder = TensorDecoder::new(&payload.manifest, &payload.statistics).expect("ok");
-        decoder.push(&payload.bytes[..len - 3]).expect("so far so good");
+        decoder
+            .push(&payload.bytes[..len - 3])
+            .expect("so far so good");
         let err = decoder.finish().expect_err("short");
         assert!(
             matches!(err, WireError::Truncated { received, expected } if received == len as u64 - 3 && expected == len as u64),
@@ -302,7 +310,10 @@ mod tests {
         );
         let mut decoder = TensorDecoder::new(&payload.manifest, &payload.statistics).expect("ok");
         decoder.push(&payload.bytes).expect("all of it");
-        assert!(matches!(decoder.push(&[0]), Err(WireError::Overflow { .. })));
+        assert!(matches!(
+            decoder.push(&[0]),
+            Err(WireError::Overflow { .. })
+        ));
 
         let at = params.position("layers.1.weight").expect("named");
         params.at_mut(at).data_mut()[4] = f32::INFINITY;

@@ -41,7 +41,7 @@ pub mod pb {
 
 pub use auth::{BearerToken, Caller, MIN_TOKEN_BYTES, TokenTable, parse_token_file, same_secret};
 pub use certs::{DevCertificates, PemPair};
-pub use chunks::{Assembler, Received, ReceivedUpdate, DecodingAssembler};
+pub use chunks::{Assembler, DecodingAssembler, Received, ReceivedUpdate};
 pub use connect::{FederationClient, connect};
 pub use decode::TensorDecoder;
 pub use error::WireError;

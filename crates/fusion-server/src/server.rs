@@ -531,6 +531,7 @@ impl Server {
             None => (merged, None),
         };
         let payload = Payload::from_params(&merged)?;
+        let merged = Arc::new(merged);
         let updates: Vec<ClientRound> = aggregated
             .clients
             .iter()
@@ -574,7 +575,7 @@ impl Server {
         {
             let state_dir = self.state_dir.clone();
             let run_id = shared.run_id.clone();
-            let model = merged.clone();
+            let model = merged.clone(); // an Arc: the checkpoint copies nothing
             let rec = record.clone();
             tokio::task::spawn_blocking(move || state_dir.commit(&run_id, &model, &rec))
                 .await
@@ -601,7 +602,7 @@ impl Server {
             .push(record);
         let mut state = shared.lock();
         state.global = Arc::new(GlobalModel {
-            params: Arc::new(merged),
+            params: merged,
             payload,
         });
         state.open = None;

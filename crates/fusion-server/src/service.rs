@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fusion_core::Update;
-use fusion_net::{PROTOCOL_VERSION, TokenTable, DecodingAssembler, pb};
+use fusion_net::{DecodingAssembler, PROTOCOL_VERSION, TokenTable, pb};
 use tokio::sync::{Notify, Semaphore};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};

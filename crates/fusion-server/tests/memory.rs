@@ -54,7 +54,10 @@ async fn connect(url: &str) -> FederationClient {
         if rpc.status(pb::StatusRequest {}).await.is_ok() {
             return rpc;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "server never answered");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server never answered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

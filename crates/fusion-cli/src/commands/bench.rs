@@ -157,8 +157,10 @@ pub fn run(args: BenchAlignArgs) -> Result<()> {
 
 /// A file's name for a table row (the whole path when it has none).
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Best wall time of `repeats` runs, in seconds.

@@ -127,7 +127,10 @@ pub fn run(args: BenchFederationArgs) -> Result<()> {
          uploads {}",
         args.rounds,
         if args.perturb > 0.0 {
-            format!("a copy of the initial model with {} relative noise", args.perturb)
+            format!(
+                "a copy of the initial model with {} relative noise",
+                args.perturb
+            )
         } else {
             "the global model unchanged".to_owned()
         }
@@ -240,8 +243,12 @@ impl Run<'_> {
                     "--max-concurrent-uploads",
                     &self.args.max_concurrent_uploads.to_string(),
                 ])
+                // Every client connects from 127.0.0.1.
                 .args(["--max-connections-per-ip", &(self.clients + 16).to_string()])
-                .args(["--max-connections", &(self.clients + 16).to_string()])
+                .args([
+                    "--max-connections",
+                    &(self.clients + 16).max(512).to_string(),
+                ])
                 .args(["--max-update-bytes", &(4u64 << 30).to_string()])
                 .args(["--poll-ms", "5", "--finish-grace", "0", "--serve-final"])
                 .arg("--state-dir")
@@ -270,8 +277,7 @@ impl Run<'_> {
             }
             task.await.context("a client task panicked")??;
         }
-        let records = wait_for_records(state.path(), self.args.rounds, &mut server.0)
-            .await?;
+        let records = wait_for_records(state.path(), self.args.rounds, &mut server.0).await?;
         let peak = process_mb(pid, "VmHWM");
         let times = records.iter().map(|r| r.0).collect();
         let strategy = records.iter().map(|r| r.1).collect();
@@ -287,7 +293,11 @@ fn free_port() -> Result<u16> {
 
 /// The `(seconds, align_seconds)` of each round in the server's
 /// `rounds.jsonl`, once all `rounds` are there.
-async fn wait_for_records(state: &Path, rounds: u32, server: &mut Child) -> Result<Vec<(f64, f64)>> {
+async fn wait_for_records(
+    state: &Path,
+    rounds: u32,
+    server: &mut Child,
+) -> Result<Vec<(f64, f64)>> {
     let path = state.join("rounds.jsonl");
     let start = Instant::now();
     loop {
@@ -310,7 +320,11 @@ async fn wait_for_records(state: &Path, rounds: u32, server: &mut Child) -> Resu
             bail!("fusion-server exited before saving {rounds} rounds: {status}");
         }
         if start.elapsed() > Duration::from_secs(600) {
-            bail!("{} has {} of {rounds} rounds after 600 s", path.display(), lines.len());
+            bail!(
+                "{} has {} of {rounds} rounds after 600 s",
+                path.display(),
+                lines.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -344,7 +358,8 @@ impl BenchClient {
         let chunk_bytes = (joined.chunk_bytes as usize).max(1);
         let mut own: Option<Arc<Payload>> = None;
         for round in 1..=self.rounds {
-            self.wait_for_round(&mut rpc, &joined.session, round).await?;
+            self.wait_for_round(&mut rpc, &joined.session, round)
+                .await?;
             let global = self.download(&mut rpc, &joined.session, round).await?;
             let upload = match (self.perturb, &own) {
                 (None, _) => Arc::new(global),
@@ -426,10 +441,7 @@ async fn connect_when_up(url: &str) -> Result<FederationClient> {
     let start = Instant::now();
     loop {
         let mut rpc = fusion_net::connect(url, &ClientTls::default(), BearerToken::default())?;
-        match rpc
-            .status(pb::StatusRequest {})
-            .await
-        {
+        match rpc.status(pb::StatusRequest {}).await {
             Ok(_) => return Ok(rpc),
             Err(e) if start.elapsed() > Duration::from_secs(60) => {
                 bail!("the server at {url} did not answer within 60 s: {e}")

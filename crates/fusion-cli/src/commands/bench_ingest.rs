@@ -102,6 +102,9 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
         poll_ms: 5,
         finish_grace_secs: 0.0,
         max_concurrent_uploads: args.max_concurrent_uploads,
+        // Every client connects from 127.0.0.1.
+        max_connections: (clients + 16).max(512),
+        max_connections_per_ip: clients + 16,
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

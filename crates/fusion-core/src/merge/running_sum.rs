@@ -134,7 +134,12 @@ impl RunningSum {
         if self.total_weight <= 0.0 {
             return Err(MergeError::ZeroTotalWeight);
         }
-        self.build(|_, sum| Ok(sum.iter().map(|&s| (s / self.total_weight) as f32).collect()))
+        self.build(|_, sum| {
+            Ok(sum
+                .iter()
+                .map(|&s| (s / self.total_weight) as f32)
+                .collect())
+        })
     }
 
     /// A new model in the template's layout, each tensor's values made by

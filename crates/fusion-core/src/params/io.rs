@@ -108,7 +108,7 @@ impl ParamSet {
                 Entry {
                     dtype: Dtype::F32,
                     shape: t.shape(),
-                    bytes: Cow::Owned(t.data().iter().flat_map(|x| x.to_le_bytes()).collect()),
+                    bytes: le_bytes(t.data()),
                 },
             )
         });
@@ -124,6 +124,16 @@ impl ParamSet {
         });
         safetensors::serialize(floats.chain(raws), metadata)
             .map_err(|e| ParamsError::Safetensors(e.to_string()))
+    }
+}
+
+/// `values` as little-endian bytes: borrowed where memory already is
+/// little-endian (x86, ARM), so writing a model costs no copy of it.
+fn le_bytes(values: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        Cow::Owned(values.iter().flat_map(|x| x.to_le_bytes()).collect())
     }
 }
 

@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use super::{PermutationSpec, SpecError};
 use crate::params::{ParamSet, ParamTensor};
 use crate::perm::{PermError, Permutation};
@@ -238,45 +240,37 @@ impl ValidatedSpec {
     /// the spec are copied as they are. The result computes the same
     /// function when the spec describes the model correctly.
     pub fn apply(&self, params: &ParamSet, perms: &[Permutation]) -> Result<ParamSet, PermError> {
+        self.check_perms(perms)?;
         let mut out = params.clone();
-        for (pos, tensor) in self.permuted_tensors(params, perms)? {
-            out.replace(pos, tensor);
+        for ti in 0..self.tensors.len() {
+            // Tensors that no permutation moves stay as cloned.
+            if let (pos, Cow::Owned(tensor)) = self.permuted_tensor(params, ti, perms)? {
+                out.replace(pos, tensor);
+            }
         }
         Ok(out)
     }
 
-    /// Only the spec's tensors of `params`, permuted, with their positions
-    /// in `params`.
-    pub(crate) fn permuted_tensors(
+    /// Spec tensor `ti` of `params`, permuted (borrowed when every
+    /// permutation on it is the identity), with its position in `params`.
+    /// `perms` were checked by the caller.
+    pub(crate) fn permuted_tensor<'p>(
         &self,
-        params: &ParamSet,
-        perms: &[Permutation],
-    ) -> Result<Vec<(usize, ParamTensor)>, PermError> {
-        self.check_perms(perms)?;
-        (0..self.tensors.len())
-            .map(|ti| self.permuted_tensor(params, ti, perms))
-            .collect()
-    }
-
-    /// Spec tensor `ti` of `params`, permuted, with its position in
-    /// `params`. `perms` were checked by the caller.
-    pub(crate) fn permuted_tensor(
-        &self,
-        params: &ParamSet,
+        params: &'p ParamSet,
         ti: usize,
         perms: &[Permutation],
-    ) -> Result<(usize, ParamTensor), PermError> {
+    ) -> Result<(usize, Cow<'p, ParamTensor>), PermError> {
         let t = &self.tensors[ti];
         let pos = params
             .position(&t.name)
             .filter(|&pos| params.at(pos).shape() == t.shape.as_slice())
             .ok_or_else(|| PermError::MissingTensor(t.name.clone()))?;
-        let mut tensor = params.at(pos).clone();
+        let mut tensor = Cow::Borrowed(params.at(pos));
         for (axis, p) in t.perm_of_axis.iter().enumerate() {
             if let Some(p) = *p
                 && !perms[p].is_identity()
             {
-                tensor = tensor.take_along(axis, perms[p].as_slice());
+                tensor = Cow::Owned(tensor.take_along(axis, perms[p].as_slice()));
             }
         }
         Ok((pos, tensor))

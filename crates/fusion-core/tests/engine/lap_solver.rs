@@ -168,14 +168,18 @@ fn a_certified_assignment_is_optimal_and_small_drifts_are_certified() {
         .solve(&m, n, Sense::Maximize)
         .expect("finite")
         .row_to_col;
-    assert!(!fresh.certifies(&m, n, Sense::Maximize, &current), "no prices, no proof");
+    assert!(
+        !fresh.certifies(&m, n, Sense::Maximize, &current),
+        "no prices, no proof"
+    );
     let (mut certified, mut refused) = (0, 0);
     for step in 0..400 {
         let scale = if step % 2 == 0 { 0.01 } else { 2.0 };
         for x in &mut m {
             *x += r.random_range(-scale..scale);
         }
-        let total = |cols: &[usize]| -> f64 { cols.iter().enumerate().map(|(i, &j)| m[i * n + j]).sum() };
+        let total =
+            |cols: &[usize]| -> f64 { cols.iter().enumerate().map(|(i, &j)| m[i * n + j]).sum() };
         if solver.certifies(&m, n, Sense::Maximize, &current) {
             certified += 1;
             let want = brute_force(&m, n, Sense::Maximize);
@@ -186,17 +190,26 @@ fn a_certified_assignment_is_optimal_and_small_drifts_are_certified() {
             );
         } else {
             refused += 1;
-            current = solver.solve(&m, n, Sense::Maximize).expect("finite").row_to_col;
+            current = solver
+                .solve(&m, n, Sense::Maximize)
+                .expect("finite")
+                .row_to_col;
         }
     }
-    assert!(certified > 50 && refused > 50, "certified {certified}, refused {refused}");
+    assert!(
+        certified > 50 && refused > 50,
+        "certified {certified}, refused {refused}"
+    );
     // Not a permutation: never certified, whatever the prices say.
     let mut twice = current.clone();
     twice[1] = twice[0];
     assert!(!solver.certifies(&m, n, Sense::Maximize, &twice));
     // A non-optimal assignment under fresh prices is refused.
     solver.solve(&m, n, Sense::Maximize).expect("finite");
-    let mut worse: Vec<usize> = solver.solve(&m, n, Sense::Maximize).expect("finite").row_to_col;
+    let mut worse: Vec<usize> = solver
+        .solve(&m, n, Sense::Maximize)
+        .expect("finite")
+        .row_to_col;
     worse.swap(0, 1);
     let best = brute_force(&m, n, Sense::Maximize);
     let worse_total: f64 = worse.iter().enumerate().map(|(i, &j)| m[i * n + j]).sum();
