@@ -21,7 +21,7 @@ epochs=${FUSION_BENCH_EPOCHS:-5}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "training two MLP 3x512 on $data, $epochs epochs, seeds 1 and 2"
 for seed in 1 2; do
-  ./target/release/fusion train --dataset "$data" --epochs "$epochs" --seed "$seed" --no-progress \
+  RUST_LOG=warn ./target/release/fusion train --dataset "$data" --epochs "$epochs" --seed "$seed" --no-progress \
     --out "$dir/trained-seed$seed.safetensors" >/dev/null
 done
 ./target/release/fusion bench align --dump "$dir/pairs" \

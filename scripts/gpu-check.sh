@@ -8,7 +8,12 @@
 #     data with flex and with wgpu, timed;
 #  5. `fusion simulate` (real server and 4 clients over loopback, align,
 #     2 rounds, embedded data) with training, alignment and evaluation on
-#     flex and on wgpu, timed.
+#     flex and on wgpu, timed;
+#  6. weight matching of two MLP 3x512 trained from different seeds
+#     (`fusion bench align --a --b`), flex vs wgpu;
+#  7. `fusion bench federation`, align, 8 clients x 103 MB, with the
+#     server aligning on flex and on wgpu (FUSION_BACKEND, read by
+#     fusion-server; FUSION_SERVER_BIN names a wgpu-built server).
 # Put the printed figures in docs/benchmarks.md, labelled with the card.
 #
 # With cargo on the machine it builds; otherwise set FUSION_BIN and
@@ -18,10 +23,13 @@ cd "$(dirname "$0")/.."
 
 echo "== card"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
+echo "== Vulkan adapters (wgpu picks the best one)"
+vulkaninfo --summary 2>/dev/null | grep -E "deviceName|driverName|deviceType" || echo "(no vulkaninfo)"
 
 if command -v cargo >/dev/null 2>&1 && [ -z "${FUSION_BIN:-}" ]; then
-  cargo build --release -p fusion-cli --features wgpu
+  cargo build --release -p fusion-cli -p fusion-server --features fusion-cli/wgpu,fusion-server/wgpu
   FUSION_BIN=target/release/fusion
+  FUSION_SERVER_BIN=target/release/fusion-server
   FUSION_WGPU_TEST=$(cargo test --release -p fusion-core --features wgpu --test engine --no-run --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("executable")]' | tail -1)
 fi
@@ -59,4 +67,20 @@ for backend in flex wgpu; do
     --backend "$backend" --out "$work/simulate-$backend"
   end=$(date +%s.%N)
   python3 -c "print(f'simulate on $backend: {$end - $start:.2f} s')"
+done
+
+echo "== weight matching, two trained MLP 3x512, flex vs wgpu"
+"$FUSION_BIN" train --seed 1 --epochs 5 --no-progress --out "$work/t1.safetensors" >/dev/null
+"$FUSION_BIN" train --seed 2 --epochs 5 --no-progress --out "$work/t2.safetensors" >/dev/null
+for backend in flex wgpu; do
+  "$FUSION_BIN" bench align --backend "$backend" --lap-sizes 512 --repeats 3 \
+    --a "$work/t1.safetensors" --b "$work/t2.safetensors" | grep -E "^\| (pair|t)"
+done
+
+echo "== bench federation, align, 8 x 103 MB, server on flex vs wgpu"
+server_bin=${FUSION_SERVER_BIN:-$(dirname "$FUSION_BIN")/fusion-server}
+for backend in flex wgpu; do
+  echo "server backend: $backend"
+  FUSION_BACKEND=$backend "$FUSION_BIN" bench federation --server-bin "$server_bin" \
+    --model mlp:2800x4 --clients 8 --strategy align --rounds 3 --perturb 0.05
 done

@@ -317,6 +317,10 @@ pub struct BenchFederationArgs {
     /// The server's limit on uploads received at once.
     #[arg(long, default_value_t = 4)]
     pub max_concurrent_uploads: usize,
+    /// The server's HTTP/2 window in bytes (`fusion-server
+    /// --stream-window`); the server's default when not given.
+    #[arg(long)]
+    pub stream_window: Option<u32>,
     /// The `fusion-server` binary; by default the one next to this
     /// `fusion` binary (`cargo build --release -p fusion-server`).
     #[arg(long)]

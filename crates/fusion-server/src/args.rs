@@ -152,6 +152,12 @@ pub struct ServerArgs {
     /// gRPC connections open at once from one address [default: 64].
     #[arg(long, env = "FUSION_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// HTTP/2 flow-control window per stream and per connection, bytes:
+    /// what an upload waiting for its slot may hold in server memory, and
+    /// the most one upload has in flight (its speed is at most this per
+    /// round trip) [default: 1048576].
+    #[arg(long, env = "FUSION_STREAM_WINDOW")]
+    pub stream_window: Option<u32>,
     /// Slowest upload kept, bytes/s (0: off) [default: 65536].
     #[arg(long, env = "FUSION_MIN_UPLOAD_RATE")]
     pub min_upload_rate: Option<u64>,
@@ -197,6 +203,7 @@ impl ServerArgs {
             max_clients => max_clients, max_connections => max_connections,
             max_connections_per_ip => max_connections_per_ip,
             min_upload_rate => min_upload_rate,
+            stream_window => stream_window,
             client_timeout => client_timeout_secs, poll_ms => poll_ms,
             finish_grace => finish_grace_secs,
             distill_epochs => distill_epochs, distill_lr => distill_lr,

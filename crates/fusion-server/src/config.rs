@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
 
+/// Smallest HTTP/2 window: the protocol's initial 64 KiB.
+const MIN_STREAM_WINDOW: u32 = 64 << 10;
+/// Largest HTTP/2 window accepted (16 MiB).
+const MAX_STREAM_WINDOW: u32 = 16 << 20;
+
 /// Where the first global model comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -156,6 +161,13 @@ pub struct ServerConfig {
     /// peer trickling bytes cannot hold a slot. 0 turns the rate off (the
     /// exchange deadline still cuts every upload).
     pub min_upload_rate: u64,
+    /// HTTP/2 flow-control window, per stream and per connection, in
+    /// bytes. An upload waiting for its slot can have this much in the
+    /// server's buffers, so with N clients waiting it costs N × window
+    /// (not N models); an upload in progress has at most this much in
+    /// flight, so over a link with round-trip time RTT it runs at most at
+    /// window / RTT (1 MiB: 50 MB/s at 20 ms). 64 KiB to 16 MiB.
+    pub stream_window: u32,
     /// Seconds without a call after which a client is not live: its
     /// registration is evicted, and its next call is told to Join again.
     pub client_timeout_secs: f64,
@@ -213,6 +225,7 @@ impl Default for ServerConfig {
             max_connections: 512,
             max_connections_per_ip: 64,
             min_upload_rate: 64 << 10,
+            stream_window: 1 << 20,
             client_timeout_secs: 60.0,
             poll_ms: 500,
             finish_grace_secs: 5.0,
@@ -302,6 +315,12 @@ impl ServerConfig {
         }
         if self.max_concurrent_uploads == 0 {
             return bad("max_concurrent_uploads must be at least 1".into());
+        }
+        if !(MIN_STREAM_WINDOW..=MAX_STREAM_WINDOW).contains(&self.stream_window) {
+            return bad(format!(
+                "stream_window must be {MIN_STREAM_WINDOW} to {MAX_STREAM_WINDOW} bytes, got {}",
+                self.stream_window
+            ));
         }
         if self.poll_ms == 0 {
             return bad("poll_ms must be at least 1".into());

@@ -217,11 +217,11 @@ impl Server {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
             .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-            // Flow-control windows start at HTTP/2's 64 KiB and grow with
-            // the measured bandwidth-delay product of connections that
-            // move data: an upload waiting for its permit holds 64 KiB
-            // of the server's memory, not hyper's fixed 1 MiB.
-            .http2_adaptive_window(Some(true));
+            // Fixed windows, not adaptive ones: a window grown by an
+            // earlier upload is what a waiting upload may fill, so
+            // adaptive windows made a waiting client cost megabytes.
+            .initial_stream_window_size(config.stream_window)
+            .initial_connection_window_size(config.stream_window);
         match config.tls() {
             Some(tls) => {
                 builder = builder.tls_config(tls.config()?.timeout(incoming::FIRST_BYTES))?;

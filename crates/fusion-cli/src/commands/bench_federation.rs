@@ -232,8 +232,12 @@ impl Run<'_> {
         ));
         let port = free_port()?;
         let url = format!("http://127.0.0.1:{port}");
+        let mut command = Command::new(server_bin);
+        if let Some(window) = self.args.stream_window {
+            command.args(["--stream-window", &window.to_string()]);
+        }
         let mut server = ServerProcess(
-            Command::new(server_bin)
+            command
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .args(["--model", &self.model.to_string()])
                 .args(["--rounds", &self.args.rounds.to_string()])
