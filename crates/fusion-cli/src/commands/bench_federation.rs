@@ -21,9 +21,12 @@ use fusion_models::MlpArchitecture;
 use fusion_net::{Assembler, BearerToken, ClientTls, FederationClient, Payload, pb};
 use serde::Serialize;
 
-use super::bench_net::{process_mb, tcp_copy};
+use super::bench_net::{process_mb, tcp_copy, wait_for_train};
 use super::report::print_json;
 use crate::cli::BenchFederationArgs;
+
+/// Longest wait for a round to open, or for the server's records.
+const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 /// One row: a model size, a client count and a strategy.
 #[derive(Debug, Serialize)]
@@ -323,7 +326,7 @@ async fn wait_for_records(
         if let Some(status) = server.try_wait()? {
             bail!("fusion-server exited before saving {rounds} rounds: {status}");
         }
-        if start.elapsed() > Duration::from_secs(600) {
+        if start.elapsed() > WAIT_LIMIT {
             bail!(
                 "{} has {} of {rounds} rounds after 600 s",
                 path.display(),
@@ -384,32 +387,6 @@ impl BenchClient {
                 .with_context(|| format!("{}: upload of round {round}", self.id))?;
         }
         Ok(())
-    }
-
-    async fn wait_for_round(
-        &self,
-        rpc: &mut FederationClient,
-        session: &str,
-        round: u32,
-    ) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            let r = rpc
-                .heartbeat(pb::HeartbeatRequest {
-                    client_id: self.id.clone(),
-                    session: session.to_owned(),
-                })
-                .await
-                .with_context(|| format!("{}: heartbeat", self.id))?
-                .into_inner();
-            if r.action == pb::Action::Train as i32 && r.round == round {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(600) {
-                bail!("{}: round {round} did not open within 600 s", self.id);
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     async fn download(

@@ -11,7 +11,7 @@ use fusion_net::{BearerToken, ClientTls, FederationClient, Payload, pb};
 use fusion_server::{Server, ServerConfig, StrategyKind};
 use serde::Serialize;
 
-use super::bench_net::{best_of, reset_peak, rss_mb, tcp_copy};
+use super::bench_net::{best_of, reset_peak, rss_mb, tcp_copy, wait_for_train};
 use super::report::print_json;
 use crate::cli::BenchIngestArgs;
 
@@ -132,7 +132,7 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
     let mut best = f64::INFINITY;
     for round in 1..=rounds {
         for (i, (rpc, session)) in rpcs.iter_mut().enumerate() {
-            wait_for_train(rpc, &format!("c{i}"), session, round).await?;
+            wait_for_train(rpc, &format!("c{i}"), session, round, Duration::from_secs(120)).await?;
         }
         let start = Instant::now();
         let mut uploads = Vec::new();
@@ -155,29 +155,4 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
     server.await??;
     let _ = std::fs::remove_dir_all(&state);
     Ok(best)
-}
-
-async fn wait_for_train(
-    rpc: &mut FederationClient,
-    id: &str,
-    session: &str,
-    round: u32,
-) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let r = rpc
-            .heartbeat(pb::HeartbeatRequest {
-                client_id: id.into(),
-                session: session.into(),
-            })
-            .await?
-            .into_inner();
-        if r.action == pb::Action::Train as i32 && r.round == round {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            bail!("round {round} never opened for {id}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }

@@ -1,10 +1,10 @@
 //! What the network benchmarks share: the raw loopback TCP baseline they
 //! are measured against, and the process's memory figures.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use fusion_net::Payload;
+use anyhow::{Context, Result, bail};
+use fusion_net::{FederationClient, Payload, pb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub(super) async fn best_of<F, Fut>(repeats: u64, mut f: F) -> Result<f64>
@@ -95,4 +95,33 @@ fn status_mb(path: &str, field: &str) -> Option<f64> {
 /// Resets the peak-RSS mark (`VmHWM`), so it measures only what follows.
 pub(super) fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Polls as client `id` until the server asks it to train in `round`,
+/// for at most `limit`.
+pub(super) async fn wait_for_train(
+    rpc: &mut FederationClient,
+    id: &str,
+    session: &str,
+    round: u32,
+    limit: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let r = rpc
+            .heartbeat(pb::HeartbeatRequest {
+                client_id: id.into(),
+                session: session.into(),
+            })
+            .await
+            .with_context(|| format!("{id}: heartbeat"))?
+            .into_inner();
+        if r.action == pb::Action::Train as i32 && r.round == round {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("{id}: round {round} did not open within {} s", limit.as_secs());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }

@@ -76,6 +76,20 @@ pub struct MatchResult {
 }
 
 impl MatchResult {
+    /// A result with no sweep run yet.
+    fn before_sweeps(perms: Vec<Permutation>, initial_objective: f64) -> Self {
+        Self {
+            perms,
+            initial_objective,
+            objective: Vec::new(),
+            sweeps: 0,
+            solves: 0,
+            skipped: 0,
+            certified: 0,
+            corrected: 0,
+        }
+    }
+
     /// The objective at the end: after the last sweep, or the initial one
     /// when no sweep was needed.
     pub fn final_objective(&self) -> f64 {
@@ -128,16 +142,7 @@ pub fn weight_matching(
     if spec_tensors_equal(spec, a, b) {
         let perms = spec.identity();
         let initial_objective = objective.value(&perms, &vec![0; spec.len()])?;
-        return Ok(MatchResult {
-            perms,
-            initial_objective,
-            objective: Vec::new(),
-            sweeps: 0,
-            solves: 0,
-            skipped: 0,
-            certified: 0,
-            corrected: 0,
-        });
+        return Ok(MatchResult::before_sweeps(perms, initial_objective));
     }
     let mut costs = CostBuilder::new(
         spec,
@@ -154,16 +159,7 @@ pub fn weight_matching(
     let mut order: Vec<usize> = (0..spec.len()).collect();
 
     let initial_objective = objective.value(&perms, &version)?;
-    let mut result = MatchResult {
-        perms: Vec::new(),
-        initial_objective,
-        objective: Vec::new(),
-        sweeps: 0,
-        solves: 0,
-        skipped: 0,
-        certified: 0,
-        corrected: 0,
-    };
+    let mut result = MatchResult::before_sweeps(Vec::new(), initial_objective);
     for sweep in 1..=options.max_sweeps {
         order.shuffle(&mut rng);
         let mut improved = false;
