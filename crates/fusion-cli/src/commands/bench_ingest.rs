@@ -132,7 +132,14 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
     let mut best = f64::INFINITY;
     for round in 1..=rounds {
         for (i, (rpc, session)) in rpcs.iter_mut().enumerate() {
-            wait_for_train(rpc, &format!("c{i}"), session, round, Duration::from_secs(120)).await?;
+            wait_for_train(
+                rpc,
+                &format!("c{i}"),
+                session,
+                round,
+                Duration::from_secs(120),
+            )
+            .await?;
         }
         let start = Instant::now();
         let mut uploads = Vec::new();

@@ -120,7 +120,10 @@ pub(super) async fn wait_for_train(
             return Ok(());
         }
         if start.elapsed() > limit {
-            bail!("{id}: round {round} did not open within {} s", limit.as_secs());
+            bail!(
+                "{id}: round {round} did not open within {} s",
+                limit.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
