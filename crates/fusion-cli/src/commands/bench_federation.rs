@@ -365,8 +365,7 @@ impl BenchClient {
         let chunk_bytes = (joined.chunk_bytes as usize).max(1);
         let mut own: Option<Arc<Payload>> = None;
         for round in 1..=self.rounds {
-            self.wait_for_round(&mut rpc, &joined.session, round)
-                .await?;
+            wait_for_train(&mut rpc, &self.id, &joined.session, round, WAIT_LIMIT).await?;
             let global = self.download(&mut rpc, &joined.session, round).await?;
             let upload = match (self.perturb, &own) {
                 (None, _) => Arc::new(global),
