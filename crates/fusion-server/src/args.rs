@@ -128,7 +128,7 @@ pub struct ServerArgs {
     /// FedProx μ sent to clients [default: 0].
     #[arg(long, env = "FUSION_PROXIMAL_MU")]
     pub proximal_mu: Option<f64>,
-    /// Chunk size in bytes, 1-4 MiB [default: 1 MiB].
+    /// Upload chunk size in bytes, 1-4 MiB [default: 1 MiB].
     #[arg(long, env = "FUSION_CHUNK_BYTES")]
     pub chunk_bytes: Option<usize>,
     /// Largest update accepted, in bytes [default: 4 GiB].

@@ -136,7 +136,8 @@ pub struct ServerConfig {
     pub seed: u64,
     /// FedProx μ sent to clients (0: plain local training).
     pub proximal_mu: f64,
-    /// Chunk size for model transfers, 1-4 MiB.
+    /// Chunk size clients upload in, 1-4 MiB (sent at Join). The server
+    /// sends models in 256 KiB chunks, whatever this says.
     pub chunk_bytes: usize,
     /// Largest update accepted, in bytes.
     pub max_update_bytes: u64,

@@ -434,13 +434,14 @@ impl pb::federation_server::Federation for FederationService {
                 Err(status) => return Err(s.stream_error(status, assembler.received())),
             }
         }
-        let received = assembler.received();
+        // Counted whether or not the update is then refused: the bytes
+        // came in either way.
+        s.metrics.bytes_in.inc_by(assembler.received());
         let fusion_net::ReceivedUpdate {
             params,
             mut statistics,
             ..
         } = assembler.finish().map_err(wire)?;
-        s.metrics.bytes_in.inc_by(received);
         let client = slot.ticket.client.clone();
         let examples = slot.ticket.examples;
         if examples.used < examples.claimed {

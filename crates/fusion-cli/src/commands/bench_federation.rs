@@ -365,7 +365,16 @@ impl BenchClient {
         let chunk_bytes = (joined.chunk_bytes as usize).max(1);
         let mut own: Option<Arc<Payload>> = None;
         for round in 1..=self.rounds {
-            wait_for_train(&mut rpc, &self.id, &joined.session, round, WAIT_LIMIT).await?;
+            // As a real client: poll at the pace the server asks for.
+            let poll = Duration::from_millis(u64::from(joined.poll_ms.max(1)));
+            wait_for_train(
+                &mut rpc,
+                &self.id,
+                &joined.session,
+                round,
+                (poll, WAIT_LIMIT),
+            )
+            .await?;
             let global = self.download(&mut rpc, &joined.session, round).await?;
             let upload = match (self.perturb, &own) {
                 (None, _) => Arc::new(global),

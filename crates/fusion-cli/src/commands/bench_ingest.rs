@@ -137,7 +137,7 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
                 &format!("c{i}"),
                 session,
                 round,
-                Duration::from_secs(120),
+                (Duration::from_millis(2), Duration::from_secs(120)),
             )
             .await?;
         }

@@ -97,14 +97,14 @@ pub(super) fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Polls as client `id` until the server asks it to train in `round`,
-/// for at most `limit`.
+/// Polls as client `id`, every `poll`, until the server asks it to train
+/// in `round`, for at most `limit`.
 pub(super) async fn wait_for_train(
     rpc: &mut FederationClient,
     id: &str,
     session: &str,
     round: u32,
-    limit: Duration,
+    (poll, limit): (Duration, Duration),
 ) -> Result<()> {
     let start = Instant::now();
     loop {
@@ -125,6 +125,6 @@ pub(super) async fn wait_for_train(
                 limit.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(poll).await;
     }
 }

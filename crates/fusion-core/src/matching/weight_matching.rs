@@ -28,12 +28,14 @@ pub struct MatchOptions {
     /// solve, and reuse cost-matrix terms whose inputs have not changed.
     /// Exact either way; off only to measure the win.
     pub reuse_unchanged: bool,
-    /// When a neighbouring permutation moved only a few units, correct the
-    /// cached cost term by a rank-k product instead of recomputing it, and
-    /// skip the assignment solve when the previous solve's prices prove
-    /// the current assignment still optimal. Exact up to f32 rounding of
-    /// the cost matrices; off only to measure the win. Needs
-    /// `reuse_unchanged` (the corrections start from cached terms).
+    /// Skip matching when B equals A on every permuted tensor (the
+    /// identity is then optimal); when a neighbouring permutation moved
+    /// only a few units, correct the cached cost term by a rank-k product
+    /// instead of recomputing it; and skip the assignment solve when the
+    /// previous solve's prices prove the current assignment still
+    /// optimal. Exact up to f32 rounding of the cost matrices; off only
+    /// to measure the win. The corrections need `reuse_unchanged` (they
+    /// start from cached terms).
     pub incremental: bool,
 }
 
@@ -111,7 +113,8 @@ impl MatchResult {
 /// if it strictly improves the objective, so ties cannot cycle. Matching
 /// stops after a sweep with no improvement, or at `options.max_sweeps`.
 ///
-/// When B equals A on every tensor the spec permutes, no sweep runs: by
+/// When B equals A on every tensor the spec permutes (and
+/// `options.incremental` is on), no sweep runs: by
 /// Cauchy–Schwarz, ⟨A, π(A)⟩ ≤ ‖A‖‖π(A)‖ = ‖A‖², so the identity is the
 /// global optimum (a federated client that uploads the global model
 /// unchanged costs one comparison, not a matching).
@@ -139,7 +142,7 @@ pub fn weight_matching(
         None => spec.identity(),
     };
     let mut objective = Objective::new(spec, a, b);
-    if spec_tensors_equal(spec, a, b) {
+    if options.incremental && spec_tensors_equal(spec, a, b) {
         let perms = spec.identity();
         let initial_objective = objective.value(&perms, &vec![0; spec.len()])?;
         return Ok(MatchResult::before_sweeps(perms, initial_objective));
