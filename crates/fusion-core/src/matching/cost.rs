@@ -208,26 +208,14 @@ impl<'s> CostBuilder<'s> {
             return None;
         }
         let shape = &self.spec.tensors()[ti].shape;
-        let (pre, n, post) = crate::params::split_shape(shape, other_axis);
         let mut sub_shape = shape.clone();
         sub_shape[other_axis] = k;
-        let gather = |flat: &Tensor<1>, rows: Vec<usize>| -> Tensor<1> {
-            let indices: Vec<i64> = rows.into_iter().map(|i| i as i64).collect();
-            let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [k]), &self.device);
-            flat.clone()
-                .reshape([pre, n, post])
-                .select(1, indices)
-                .reshape([pre * k * post])
+        let sources = |perm: &Permutation| -> Vec<usize> {
+            changed.iter().map(|&o| perm.as_slice()[o]).collect()
         };
-        let a = gather(&self.a_flat[ti], changed.clone());
-        let b_now = gather(
-            &self.b_flat[ti],
-            changed.iter().map(|&o| now.as_slice()[o]).collect(),
-        );
-        let b_was = gather(
-            &self.b_flat[ti],
-            changed.iter().map(|&o| was.as_slice()[o]).collect(),
-        );
+        let a = self.gather(self.a_flat[ti].clone(), shape, other_axis, &changed);
+        let b_now = self.gather(self.b_flat[ti].clone(), shape, other_axis, &sources(now));
+        let b_was = self.gather(self.b_flat[ti].clone(), shape, other_axis, &sources(was));
         let a_rows = rows_along(a, &sub_shape, axis);
         let diff_rows = rows_along(b_now - b_was, &sub_shape, axis);
         cached.value = cached.value + a_rows.matmul(diff_rows.transpose());
@@ -269,12 +257,25 @@ impl<'s> CostBuilder<'s> {
         axis: usize,
         perm: &Permutation,
     ) -> Tensor<1> {
+        self.gather(flat, shape, axis, perm.as_slice())
+    }
+
+    /// The slices of `flat` (of shape `shape`) along `axis` at `indices`,
+    /// in that order, flat: `axis` becomes `indices.len()` long.
+    fn gather(
+        &self,
+        flat: Tensor<1>,
+        shape: &[usize],
+        axis: usize,
+        indices: &[usize],
+    ) -> Tensor<1> {
         let (pre, n, post) = crate::params::split_shape(shape, axis);
-        let indices: Vec<i64> = perm.as_slice().iter().map(|&i| i as i64).collect();
-        let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [n]), &self.device);
+        let k = indices.len();
+        let indices: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+        let indices = Tensor::<1, Int>::from_data(TensorData::new(indices, [k]), &self.device);
         flat.reshape([pre, n, post])
             .select(1, indices)
-            .reshape([pre * n * post])
+            .reshape([pre * k * post])
     }
 }
 
