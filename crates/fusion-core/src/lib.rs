@@ -58,8 +58,8 @@ pub use matching::{MatchError, MatchOptions, MatchResult, weight_matching};
 pub use merge::{
     Aggregation, AlignToReference, Instructions, Layerwise, MergeError, MergeMany, MergeOutcome,
     ModelReport, PermMoved, Reference, Refinement, Refiner, RegMean, RoundContext, RunningSum,
-    StatisticKind, StatisticRequest, StatisticTensor, Strategy, StrategyConfig, StrategyKind,
-    Update, WeightedAverage, add_unpacked, check_gram, pack_upper,
+    Score, ScoreError, Scorer, StatisticKind, StatisticRequest, StatisticTensor, Strategy,
+    StrategyConfig, StrategyKind, Update, WeightedAverage, add_unpacked, check_gram, pack_upper,
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,
