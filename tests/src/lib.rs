@@ -80,7 +80,25 @@ impl RunningServer {
         let std_listener = std::net::TcpListener::bind(config.listen).expect("bind");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("addr");
-        let mut server = Server::new(config, test).expect("server config");
+        let mut config = config;
+        if let Some(t) = &test {
+            config.inputs = t.features();
+            config.classes = t.classes();
+        }
+        let mut server = Server::new(config).expect("server config");
+        if let Some(t) = test {
+            let device = server
+                .config()
+                .backend()
+                .expect("backend")
+                .device()
+                .expect("device");
+            server = server.with_scorer(Arc::new(fusion_train::TestSetScorer::new(
+                Arc::new(t),
+                "test",
+                device,
+            )));
+        }
         if let Some(r) = refiner {
             server = server.with_refiner(r);
         }

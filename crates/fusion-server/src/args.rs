@@ -93,9 +93,20 @@ pub struct ServerArgs {
     /// it); without it they are open on --metrics-listen.
     #[arg(long, env = "FUSION_STATUS_TOKEN", hide_env_values = true, value_parser = secret)]
     pub status_token: Option<SecretString>,
-    /// Dataset whose test split scores each round (embedded, fashion-mnist[:DIR], …).
+    /// Dataset whose test split scores each round with the built-in MLP
+    /// (embedded, fashion-mnist[:DIR], …).
     #[arg(long, env = "FUSION_TEST_DATA")]
     pub test_data: Option<String>,
+    /// Your own evaluator, run by `sh -c` after each round: it reads the
+    /// model at $FUSION_GLOBAL and writes {"metrics": {"loss": …,
+    /// "accuracy": …}} to $FUSION_RESULT (docs/protocol.md, "Your own
+    /// trainer"). The alternative to --test-data for any model.
+    #[arg(long, env = "FUSION_EVALUATE_CMD")]
+    pub evaluate_cmd: Option<String>,
+    /// Seconds --evaluate-cmd may run before its process group is killed
+    /// (the round is kept, unscored) [default: 600].
+    #[arg(long, env = "FUSION_EVALUATE_TIMEOUT")]
+    pub evaluate_timeout: Option<f64>,
     /// Unlabeled proxy images for ensemble distillation (FedDF) after each
     /// round: the training images of a dataset (embedded,
     /// fashion-mnist[:DIR], …; labels never read). Off by default.
@@ -110,9 +121,18 @@ pub struct ServerArgs {
     /// Distillation softmax temperature [default: 1].
     #[arg(long, env = "FUSION_DISTILL_TEMPERATURE")]
     pub distill_temperature: Option<f64>,
-    /// Model architecture [default: mlp].
+    /// Built-in model architecture, when no --init-model [default: mlp].
     #[arg(long, env = "FUSION_MODEL")]
     pub model: Option<String>,
+    /// Start the run from this model (safetensors, PyTorch layout): any
+    /// architecture --spec describes. Clients must send the same tensors.
+    #[arg(long, env = "FUSION_INIT_MODEL")]
+    pub init_model: Option<PathBuf>,
+    /// How the model's hidden units permute: mlp (a chain of Linear
+    /// layers, inferred) or a spec file, as `fusion align --spec`; checked
+    /// against the model before the port is bound [default: mlp].
+    #[arg(long, env = "FUSION_SPEC")]
+    pub spec: Option<String>,
     /// Input features, when no test data says [default: 784].
     #[arg(long, env = "FUSION_INPUTS")]
     pub inputs: Option<usize>,
@@ -196,7 +216,8 @@ impl ServerArgs {
             reference => reference, max_passes => max_passes,
             regmean_alpha => regmean_alpha, ridge => ridge,
             backend => backend, state_dir => state_dir,
-            model => model, inputs => inputs, classes => classes, init => init, seed => seed,
+            model => model, spec => spec, evaluate_timeout => evaluate_timeout_secs,
+            inputs => inputs, classes => classes, init => init, seed => seed,
             proximal_mu => proximal_mu, chunk_bytes => chunk_bytes,
             max_update_bytes => max_update_bytes,
             max_concurrent_uploads => max_concurrent_uploads,
@@ -230,6 +251,8 @@ impl ServerArgs {
             client_ca,
             token_file,
             test_data,
+            evaluate_cmd,
+            init_model,
             distill_data,
             metrics_listen
         );

@@ -123,8 +123,27 @@ pub struct ServerConfig {
     pub distill_lr: f64,
     /// Softmax temperature of teachers and student in distillation.
     pub distill_temperature: f64,
-    /// Model architecture (`mlp`, `mlp:512x3`, `mlp:256,128`).
+    /// Built-in model architecture (`mlp`, `mlp:512x3`, `mlp:256,128`),
+    /// used when `init_model` is unset.
     pub model: String,
+    /// The run's first global model, from a file (safetensors, PyTorch
+    /// layout): any architecture `spec` describes. Its tensors are the
+    /// federation's manifest; clients must send the same. Unset: the
+    /// built-in `model`, initialised from `seed`.
+    pub init_model: Option<PathBuf>,
+    /// How the model's hidden units permute, for the strategies that align:
+    /// `mlp` (inferred: a chain of Linear layers) or a spec file (TOML or
+    /// JSON, as `fusion align --spec`). Checked against the model before
+    /// any port is bound.
+    pub spec: String,
+    /// A command that scores each new global model (the user's own
+    /// evaluator, run by `sh -c`): it reads `FUSION_GLOBAL` and writes
+    /// `{"metrics": {"loss": …, "accuracy": …}}` to `FUSION_RESULT`. The
+    /// alternative to `test_data` for models Fusion does not build.
+    pub evaluate_cmd: Option<String>,
+    /// Longest run of `evaluate_cmd`, in seconds; past it its process group
+    /// is killed and the round is kept unscored.
+    pub evaluate_timeout_secs: f64,
     /// Input features of the model (784 for 28×28 images); taken from
     /// `test_data` when that is set.
     pub inputs: usize,
@@ -213,6 +232,10 @@ impl Default for ServerConfig {
             distill_lr: 1e-3,
             distill_temperature: 1.0,
             model: "mlp".into(),
+            init_model: None,
+            spec: "mlp".into(),
+            evaluate_cmd: None,
+            evaluate_timeout_secs: 600.0,
             inputs: 784,
             classes: 10,
             init: Init::Global,
@@ -268,6 +291,7 @@ impl ServerConfig {
         for (name, v) in [
             ("round_deadline_secs", self.round_deadline_secs),
             ("client_timeout_secs", self.client_timeout_secs),
+            ("evaluate_timeout_secs", self.evaluate_timeout_secs),
         ] {
             // Bounded so that durations and deadlines cannot overflow.
             if !(v.is_finite() && v > 0.0 && v <= MAX_SECS) {
@@ -334,6 +358,19 @@ impl ServerConfig {
         }
         self.backend()?;
         self.architecture()?;
+        if self.test_data.is_some() && self.evaluate_cmd.is_some() {
+            return bad("test_data and evaluate_cmd both score the global model: set one".into());
+        }
+        if self
+            .evaluate_cmd
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return bad("evaluate_cmd is empty".into());
+        }
+        if self.spec.is_empty() {
+            return bad("spec must be `mlp` or a spec file's path".into());
+        }
         self.test_source()?;
         self.distill_source()?;
         if self.distill_epochs == 0 {
@@ -378,8 +415,9 @@ impl ServerConfig {
         &self,
         kind: StrategyKind,
         device: fusion_core::Device,
+        spec: SpecSource,
     ) -> StrategyConfig {
-        let mut config = StrategyConfig::new(kind, SpecSource::InferMlp, device);
+        let mut config = StrategyConfig::new(kind, spec, device);
         config.options.seed = self.seed;
         config.reference = self.reference;
         config.max_passes = self.max_passes;

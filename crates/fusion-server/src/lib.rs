@@ -33,6 +33,7 @@ mod config;
 mod error;
 mod identity;
 mod incoming;
+mod initial;
 mod input;
 mod metrics;
 mod record;

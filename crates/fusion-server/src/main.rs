@@ -6,10 +6,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
+use fusion_core::Scorer;
+use fusion_external::{CommandScorer, ExternalCommand};
 use fusion_server::{Server, ServerArgs, ServerConfig};
-use fusion_train::{DistillConfig, Distiller};
+use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 
 fn main() -> ExitCode {
     let args = ServerArgs::try_parse().unwrap_or_else(|e| exit_naming_the_variable(e));
@@ -30,12 +32,28 @@ fn main() -> ExitCode {
 }
 
 fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let mut config = args.config()?;
+    config.validate()?;
+    // Everything is checked before the port is bound: the model and its
+    // spec, the scorer against the model, the distillation data.
+    let test = test_set(&mut config)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
-        let server = Server::new(config, None)?;
-        let server = match distiller(server.config())? {
+        let mut server = Server::new(config)?;
+        if let Some(scorer) = scorer(server.config(), test)? {
+            if let Some(check) = &scorer.check_first {
+                check
+                    .score(0, &server.global())
+                    .map_err(|e| anyhow::anyhow!("--test-data cannot score this run: {e}"))?;
+            }
+            tracing::info!(
+                "scoring each global model with {}",
+                scorer.scorer.describe()
+            );
+            server = server.with_scorer(scorer.scorer);
+        }
+        let server = match distiller(server.config(), &server.global())? {
             Some(d) => server.with_refiner(Arc::new(d)),
             None => server,
         };
@@ -52,9 +70,63 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The test set of `test_data`, loaded; with the built-in model, the
+/// model's inputs and classes are taken from it.
+fn test_set(config: &mut ServerConfig) -> anyhow::Result<Option<(String, fusion_data::Dataset)>> {
+    let Some(name) = config.test_data.clone() else {
+        return Ok(None);
+    };
+    let source: fusion_data::DataSource = name
+        .parse()
+        .map_err(|e| anyhow::anyhow!("test_data: {e}"))?;
+    let test = source
+        .load()
+        .with_context(|| format!("cannot load the test data `{source}`"))?
+        .test;
+    if config.init_model.is_none() {
+        config.inputs = test.features();
+        config.classes = test.classes();
+    }
+    Ok(Some((name, test)))
+}
+
+/// A scorer for the server, and whether to try it on the first model
+/// before binding (the built-in scorer: a model it cannot score is a
+/// configuration error; a user's evaluator is not run before round 1).
+struct ChosenScorer {
+    scorer: Arc<dyn Scorer>,
+    check_first: Option<Arc<dyn Scorer>>,
+}
+
+/// The built-in model on `test`, the user's `evaluate_cmd`, or none.
+fn scorer(
+    config: &ServerConfig,
+    test: Option<(String, fusion_data::Dataset)>,
+) -> anyhow::Result<Option<ChosenScorer>> {
+    if let Some((name, test)) = test {
+        let device = config.backend()?.device()?;
+        let scorer: Arc<dyn Scorer> = Arc::new(TestSetScorer::new(Arc::new(test), name, device));
+        return Ok(Some(ChosenScorer {
+            check_first: Some(scorer.clone()),
+            scorer,
+        }));
+    }
+    Ok(config.evaluate_cmd.as_ref().map(|command| ChosenScorer {
+        scorer: Arc::new(CommandScorer::new(ExternalCommand::new(
+            command.clone(),
+            std::time::Duration::from_secs_f64(config.evaluate_timeout_secs),
+            "evaluator",
+        ))),
+        check_first: None,
+    }))
+}
+
 /// The FedDF step when `distill_data` is set: its proxy images loaded and
 /// checked against the model before any port is bound.
-fn distiller(config: &ServerConfig) -> anyhow::Result<Option<Distiller>> {
+fn distiller(
+    config: &ServerConfig,
+    global: &fusion_core::ParamSet,
+) -> anyhow::Result<Option<Distiller>> {
     let Some(source) = config.distill_source()? else {
         return Ok(None);
     };
@@ -62,15 +134,12 @@ fn distiller(config: &ServerConfig) -> anyhow::Result<Option<Distiller>> {
         .load()
         .with_context(|| format!("cannot load the distillation data `{source}`"))?
         .train;
-    if (proxy.features(), proxy.classes()) != (config.inputs, config.classes) {
-        bail!(
-            "distill_data `{source}` has {} features and {} classes; the model takes {} and gives {}",
-            proxy.features(),
-            proxy.classes(),
-            config.inputs,
-            config.classes
-        );
-    }
+    let device = config.backend()?.device()?;
+    // Distillation trains the built-in MLP: the run's model must be one,
+    // and fit the proxy images.
+    fusion_models::Mlp::from_params(global, &device)
+        .and_then(|m| m.check_data(proxy.features(), proxy.classes()))
+        .with_context(|| format!("distill_data `{source}` cannot distil this run's model"))?;
     let settings = DistillConfig {
         epochs: config.distill_epochs,
         lr: config.distill_lr,
@@ -78,7 +147,6 @@ fn distiller(config: &ServerConfig) -> anyhow::Result<Option<Distiller>> {
         seed: config.seed,
         ..DistillConfig::default()
     };
-    let device = config.backend()?.device()?;
     tracing::info!(
         images = proxy.len(),
         epochs = settings.epochs,

@@ -40,10 +40,19 @@ pub struct RoundRecord {
     pub seconds: f64,
     /// Seconds spent inside the strategy (alignment and averaging).
     pub align_seconds: f64,
-    /// Test loss of the new global model, when test data is configured.
+    /// Test loss of the new global model, when a scorer is configured
+    /// (test data for the built-in model, or the user's evaluator).
     pub test_loss: Option<f64>,
     /// Test accuracy of the new global model, when configured.
     pub test_acc: Option<f64>,
+    /// Every metric the scorer reported (a user's evaluator may report
+    /// more than loss and accuracy); absent when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// Why the new global model could not be scored, when it could not
+    /// (the round is kept, unscored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_error: Option<String>,
     /// Mean fraction of units moved, over clients and layers: how far
     /// models had left the common basin (0 when alignment changed nothing).
     pub moved_fraction: f64,

@@ -170,6 +170,7 @@ impl RoundState {
             exchange: 0,
             send_weights: false,
             statistics: Vec::new(),
+            attempt: 0,
         };
         if self.finished() {
             self.clients.tell_finished(client);
@@ -178,6 +179,7 @@ impl RoundState {
         }
         if let Some(open) = &self.open {
             reply.deadline_ms = open.deadline.saturating_duration_since(now).as_millis() as u64;
+            reply.attempt = open.attempt;
             let due = !open.closing
                 && open.expected.contains(client)
                 && !open.accepted.contains(client)

@@ -6,8 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fusion_core::{Device, Instructions, ParamSet, Refiner, RoundContext, Strategy};
-use fusion_data::Dataset;
+use fusion_core::{Instructions, ParamSet, Refiner, RoundContext, Score, Scorer, Strategy};
 use fusion_net::{MAX_MESSAGE_BYTES, Payload, manifest_hash, pb};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -18,6 +17,7 @@ use crate::aggregator::{Aggregator, PendingRefinement};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::incoming;
+use crate::initial::InitialModel;
 use crate::metrics::Metrics;
 use crate::record::{ClientRound, RefinementRecord, RoundRecord};
 use crate::registry::Registry;
@@ -60,8 +60,8 @@ pub struct Server {
     cold_start_strategy: Option<Arc<dyn Strategy>>,
     /// The step after aggregation, handed in by the binary.
     refiner: Option<Arc<dyn Refiner>>,
-    device: Device,
-    test: Option<Arc<Dataset>>,
+    /// What scores each new global model, handed in by the binary.
+    scorer: Option<Arc<dyn Scorer>>,
     started_at_round: u32,
 }
 
@@ -75,23 +75,21 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Validates `config`, loads the test data (unless given in `test`),
-    /// and resumes from the state dir when it holds a completed round.
-    pub fn new(mut config: ServerConfig, test: Option<Dataset>) -> Result<Self, ServerError> {
+    /// Validates `config`, builds or reads the first global model and
+    /// checks its spec (before any port is bound), and resumes from the
+    /// state dir when it holds a completed round. Scoring and refinement
+    /// are handed in afterwards ([`Server::with_scorer`],
+    /// [`Server::with_refiner`]): this library builds no model of its own
+    /// beyond the built-in MLP's initial weights.
+    pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         config.validate()?;
-        let test = match (test, config.test_source()?) {
-            (Some(t), _) => Some(t),
-            (None, Some(source)) => Some(source.load()?.test),
-            (None, None) => None,
-        };
-        if let Some(t) = &test {
-            config.inputs = t.features();
-            config.classes = t.classes();
-        }
         let tokens = config.tokens()?;
         let device = config.backend()?.device()?;
-        let widths = config.architecture()?.widths(config.inputs, config.classes);
-        let initial = fusion_core::synthetic::random_mlp(&widths, config.seed);
+        let InitialModel {
+            params: initial,
+            spec,
+            origin,
+        } = InitialModel::from_config(&config)?;
         let manifest = Payload::from_params(&initial)?.manifest;
         let state_dir = StateDir::open(&config.state_dir)?;
         let (global, completed, run_id, records) = match state_dir.resume()? {
@@ -126,11 +124,11 @@ impl Server {
             None => (initial, 0, new_run_id(), Vec::new()),
         };
         let strategy = config
-            .strategy_config(config.strategy, device.clone())
+            .strategy_config(config.strategy, device.clone(), spec.clone())
             .build();
         let cold_start_strategy = config
             .cold_start_strategy
-            .map(|kind| config.strategy_config(kind, device.clone()).build());
+            .map(|kind| config.strategy_config(kind, device, spec.clone()).build());
         let payload = Payload::from_params(&global)?;
         let spec_hash = manifest_hash(&manifest);
         let rounds = config.rounds;
@@ -153,6 +151,8 @@ impl Server {
             wake: Notify::new(),
             manifest,
             spec_hash,
+            model_origin: origin,
+            scoring: std::sync::OnceLock::new(),
             records: Mutex::new(records),
             config,
         });
@@ -162,10 +162,26 @@ impl Server {
             strategy,
             cold_start_strategy,
             refiner: None,
-            device,
-            test: test.map(Arc::new),
+            scorer: None,
             started_at_round: completed + 1,
         })
+    }
+
+    /// Scores every new global model with `scorer` (the built-in model on
+    /// test data: `fusion_train::TestSetScorer`; the user's evaluator:
+    /// `fusion_external::CommandScorer`). The binary builds it, so this
+    /// library needs neither models nor data. A failed scoring is logged
+    /// and recorded; the round is kept, unscored.
+    pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>) -> Self {
+        let _ = self.shared.scoring.set(scorer.describe());
+        self.scorer = Some(scorer);
+        self
+    }
+
+    /// The current global model: the first one before any round completes,
+    /// so a binary can check its scorer against it before binding.
+    pub fn global(&self) -> Arc<ParamSet> {
+        self.shared.lock().global.params.clone()
     }
 
     /// Adds a step after every round's aggregation (FedDF distillation:
@@ -178,8 +194,7 @@ impl Server {
         self
     }
 
-    /// The validated settings, with the model's inputs and classes taken
-    /// from the test data when it is configured.
+    /// The validated settings.
     pub fn config(&self) -> &ServerConfig {
         &self.shared.config
     }
@@ -198,6 +213,11 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<RunSummary, ServerError> {
         let config = &self.shared.config;
+        if self.scorer.is_none() && (config.test_data.is_some() || config.evaluate_cmd.is_some()) {
+            return Err(ServerError::Config(
+                "test_data or evaluate_cmd is set but no scorer was handed in (Server::with_scorer; the fusion-server binary builds it)".into(),
+            ));
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = {
             let mut rx = stop_rx.clone();
@@ -484,11 +504,27 @@ impl Server {
         Ok(())
     }
 
-    /// Test loss and accuracy of `params`, when test data is configured.
-    async fn score(&self, params: &ParamSet) -> Result<(Option<f64>, Option<f64>), ServerError> {
-        match &self.test {
-            Some(test) => evaluate(params, test.clone(), self.device.clone()).await,
-            None => Ok((None, None)),
+    /// Scores `params`, the global model after `round`, when a scorer is
+    /// configured. A failure is logged and returned as the record's
+    /// `score_error`: an evaluator's bug never stops the run.
+    async fn score(&self, round: u32, params: &ParamSet) -> Scored {
+        let Some(scorer) = self.scorer.clone() else {
+            return Scored::default();
+        };
+        let params = params.clone();
+        let outcome = tokio::task::spawn_blocking(move || scorer.score(round, &params))
+            .await
+            .map_err(|e| format!("the scoring task failed: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match outcome {
+            Ok(score) => Scored { score, error: None },
+            Err(e) => {
+                tracing::error!(round, "cannot score the global model: {e}");
+                Scored {
+                    score: Score::default(),
+                    error: Some(e),
+                }
+            }
         }
     }
 
@@ -517,14 +553,14 @@ impl Server {
             }
         };
         let merged = aggregated.outcome.merged;
-        let (mut test_loss, mut test_acc) = self.score(&merged).await?;
+        let mut scored = self.score(round, &merged).await;
         let (merged, refinement) = match aggregated.refinement {
             Some(pending) => {
                 let (model, mut record) = refine(pending, merged, round).await;
-                record.merged_test_loss = test_loss;
-                record.merged_test_acc = test_acc;
+                record.merged_test_loss = scored.score.loss;
+                record.merged_test_acc = scored.score.accuracy;
                 if record.error.is_none() {
-                    (test_loss, test_acc) = self.score(&model).await?;
+                    scored = self.score(round, &model).await;
                 }
                 (model, Some(record))
             }
@@ -561,8 +597,10 @@ impl Server {
                 .fold(0u64, |sum, u| sum.saturating_add(u.examples)),
             seconds: started.elapsed().as_secs_f64(),
             align_seconds: aggregated.seconds,
-            test_loss,
-            test_acc,
+            test_loss: scored.score.loss,
+            test_acc: scored.score.accuracy,
+            metrics: scored.score.metrics,
+            score_error: scored.error,
             moved_fraction: if fractions.is_empty() {
                 0.0
             } else {
@@ -664,22 +702,11 @@ async fn refine(
     }
 }
 
-/// Test loss and accuracy of `params`, off the async threads.
-async fn evaluate(
-    params: &ParamSet,
-    test: Arc<Dataset>,
-    device: Device,
-) -> Result<(Option<f64>, Option<f64>), ServerError> {
-    let params = params.clone();
-    tokio::task::spawn_blocking(move || {
-        let model = fusion_models::Mlp::from_params(&params, &device)
-            .map_err(|e| ServerError::Model(e.to_string()))?;
-        let m = fusion_train::evaluate(&model, &test, &device)
-            .map_err(|e| ServerError::Model(e.to_string()))?;
-        Ok((Some(m.loss), Some(m.accuracy)))
-    })
-    .await
-    .map_err(|e| ServerError::Model(format!("evaluation task failed: {e}")))?
+/// A round's score, or why there is none.
+#[derive(Default)]
+struct Scored {
+    score: Score,
+    error: Option<String>,
 }
 
 /// The statistics manifest an exchange's updates must carry: what the

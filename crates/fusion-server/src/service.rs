@@ -38,6 +38,12 @@ pub struct Shared {
     pub manifest: Vec<pb::TensorMeta>,
     /// Its hash, compared at Join.
     pub spec_hash: String,
+    /// Where the first global model came from, for the Join refusal
+    /// that tells a client with another model what the run expects.
+    pub model_origin: String,
+    /// What scores each global model (set once, before the server runs);
+    /// unset when nothing does, which the status page says.
+    pub scoring: std::sync::OnceLock<String>,
     /// Records of the completed rounds (resumed ones included), for the
     /// status page and the run summary.
     pub records: Mutex<Vec<crate::record::RoundRecord>>,
@@ -213,8 +219,8 @@ impl pb::federation_server::Federation for FederationService {
             return Err(s.refuse(
                 "spec",
                 Status::failed_precondition(format!(
-                    "model spec hash {} differs from the server's {} (model `{}`, {} inputs, {} classes)",
-                    r.spec_hash, s.spec_hash, s.config.model, s.config.inputs, s.config.classes
+                    "model spec hash {} differs from the server's {} ({}): the client's model must have the same tensors, names and shapes",
+                    r.spec_hash, s.spec_hash, s.model_origin
                 )),
             ));
         }

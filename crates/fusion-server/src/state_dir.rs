@@ -270,6 +270,8 @@ mod tests {
             align_seconds: 0.0,
             test_loss: None,
             test_acc: None,
+            metrics: Default::default(),
+            score_error: None,
             moved_fraction: 0.0,
             global_sha256: "x".into(),
             updates: Vec::new(),

@@ -112,6 +112,9 @@ async function refresh() {
     $("phase").textContent = phase(s);
     $("strategy").textContent = "\u00b7 " + s.strategy;
     $("run").textContent = s.run_id;
+    $("scoring").textContent = s.scoring
+      ? "scored by " + s.scoring + "; model: " + s.model
+      : "nothing scores this run (no --test-data or --evaluate-cmd): rounds record no accuracy; model: " + s.model;
     $("round").textContent = s.finished ? s.rounds + " / " + s.rounds + " done" : s.round + " / " + s.rounds;
     $("clients").textContent = s.clients.length;
     $("accepted").textContent = s.updates_accepted;

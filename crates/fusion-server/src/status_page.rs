@@ -71,6 +71,8 @@ pub fn status_json(shared: &Shared) -> serde_json::Value {
     json!({
         "run_id": shared.run_id,
         "strategy": config.strategy.to_string(),
+        "model": shared.model_origin,
+        "scoring": shared.scoring.get(),
         "round": round.min(config.rounds),
         "rounds": config.rounds,
         "finished": finished,

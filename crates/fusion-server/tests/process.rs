@@ -186,3 +186,102 @@ fn the_binary_runs_its_rounds_and_exits_zero() {
         "{err}"
     );
 }
+
+/// Runs the binary with `args` while `listen` is held by this test, so a
+/// server that bound before checking its model would fail with "cannot
+/// listen" instead of naming the model: the check comes first.
+fn refused_before_binding(args: &[std::ffi::OsString]) -> String {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let listen = held.local_addr().expect("addr").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_fusion-server"))
+        .args(["--listen", &listen, "--rounds", "1", "--min-clients", "1"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run fusion-server");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("cannot listen"), "bound first: {err}");
+    err
+}
+
+#[test]
+fn an_init_model_that_its_spec_or_scorer_does_not_fit_is_refused_before_binding() {
+    use fusion_core::{ParamSet, ParamTensor};
+    let dir = tempfile::tempdir().expect("dir");
+    // A small CNN: conv1 [8, 1, 3, 3] → conv2 [16, 8, 3, 3] → fc [10, 16].
+    let mut cnn = ParamSet::new();
+    for (name, shape) in [
+        ("conv1.weight", vec![8, 1, 3, 3]),
+        ("conv1.bias", vec![8]),
+        ("conv2.weight", vec![16, 8, 3, 3]),
+        ("conv2.bias", vec![16]),
+        ("fc.weight", vec![10, 16]),
+        ("fc.bias", vec![10]),
+    ] {
+        let n = shape.iter().product();
+        cnn.insert(
+            name,
+            ParamTensor::new(name, shape, vec![0.1; n]).expect("t"),
+        )
+        .expect("insert");
+    }
+    let model = dir.path().join("cnn.safetensors");
+    std::fs::write(&model, cnn.to_safetensors().expect("encode")).expect("write");
+    let spec = dir.path().join("spec.toml");
+    let state = dir.path().join("state");
+    let base = |spec: &std::path::Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "--init-model".into(),
+            model.clone().into(),
+            "--spec".into(),
+            spec.into(),
+            "--state-dir".into(),
+            state.clone().into(),
+        ]
+    };
+
+    // A spec whose axes do not fit: conv2's input channels are 8, fc's 16.
+    std::fs::write(
+        &spec,
+        "[permutations]\nP = [\"conv1.weight:0\", \"conv1.bias:0\", \"fc.weight:1\"]\n",
+    )
+    .expect("spec");
+    let err = refused_before_binding(&base(&spec));
+    assert!(
+        err.contains("does not fit the model file cnn.safetensors") && err.contains("fc.weight"),
+        "{err}"
+    );
+
+    // `mlp` infers a chain of Linear layers; a CNN is not one.
+    let mut args = base(&spec);
+    args[3] = "mlp".into();
+    let err = refused_before_binding(&args);
+    assert!(err.contains("spec `mlp` does not fit"), "{err}");
+
+    // A spec that fits, but --test-data scores the built-in MLP only.
+    std::fs::write(
+        &spec,
+        "[permutations]\nP1 = [\"conv1.weight:0\", \"conv1.bias:0\", \"conv2.weight:1\"]\n\
+         P2 = [\"conv2.weight:0\", \"conv2.bias:0\", \"fc.weight:1\"]\n",
+    )
+    .expect("spec");
+    let mut args = base(&spec);
+    args.extend(["--test-data".into(), "embedded".into()]);
+    let err = refused_before_binding(&args);
+    assert!(
+        err.contains("--test-data cannot score this run") && err.contains("--evaluate-cmd"),
+        "{err}"
+    );
+    // Both scorers at once is a configuration error too.
+    let mut args = base(&spec);
+    args.extend([
+        "--test-data".into(),
+        "embedded".into(),
+        "--evaluate-cmd".into(),
+        "true".into(),
+    ]);
+    let err = refused_before_binding(&args);
+    assert!(err.contains("set one"), "{err}");
+    assert!(!state.join("rounds.jsonl").exists(), "nothing was run");
+}

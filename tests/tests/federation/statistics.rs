@@ -275,7 +275,11 @@ async fn a_client_that_dies_between_exchanges_leaves_the_others_merge_intact() {
     config.client_timeout_secs = 1.0;
     let global = initial_global(&config);
     let strategy = config
-        .strategy_config(StrategyKind::Layerwise, fusion_core::Device::flex())
+        .strategy_config(
+            StrategyKind::Layerwise,
+            fusion_core::Device::flex(),
+            fusion_core::SpecSource::InferMlp,
+        )
         .build();
     let server = RunningServer::start(config, None);
     // Two clients with their own models.

@@ -109,7 +109,7 @@ async fn grpc_ingest(args: &BenchIngestArgs, payload: &Payload, clients: usize) 
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(Server::new(config, None)?.run(listener, std::future::pending()));
+    let server = tokio::spawn(Server::new(config)?.run(listener, std::future::pending()));
     let spec_hash = fusion_net::manifest_hash(&payload.manifest);
     // Each client's connection and the session secret its Join returned.
     let mut rpcs: Vec<(FederationClient, String)> = Vec::new();

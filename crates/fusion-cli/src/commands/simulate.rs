@@ -12,7 +12,7 @@ use fusion_data::Dataset;
 use fusion_experiments::{Figure, Series};
 use fusion_models::Mlp;
 use fusion_server::{Init, RoundRecord, Server, ServerConfig};
-use fusion_train::{DistillConfig, Distiller};
+use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 use serde::Serialize;
 
 use super::outputs::{list, write_outputs};
@@ -189,6 +189,8 @@ async fn simulate_one(
         backend: args.backend.to_string(),
         state_dir,
         model: args.model.to_string(),
+        inputs: test.features(),
+        classes: test.classes(),
         init: if args.one_shot || args.cold_start {
             Init::Clients
         } else {
@@ -201,7 +203,11 @@ async fn simulate_one(
         finish_grace_secs: 2.0,
         ..ServerConfig::default()
     };
-    let mut server = Server::new(config, Some(test.clone()))?;
+    let mut server = Server::new(config)?.with_scorer(Arc::new(TestSetScorer::new(
+        Arc::new(test.clone()),
+        args.data.dataset.to_string(),
+        args.backend.device()?,
+    )));
     if let Some(proxy) = proxy {
         let settings = DistillConfig {
             epochs: args.distill_epochs,

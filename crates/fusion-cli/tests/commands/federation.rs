@@ -43,7 +43,7 @@ fn server_align_equals_offline_merge_align() {
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let server = tokio::spawn(
-            Server::new(config, None)
+            Server::new(config)
                 .expect("config")
                 .run(listener, std::future::pending()),
         );
