@@ -6,11 +6,13 @@ use std::time::Duration;
 use clap::Parser;
 use fusion_core::ComputeBackend;
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
+use fusion_external::{ExternalCommand, Trainer};
 use fusion_models::MlpArchitecture;
 use fusion_net::{BearerToken, ClientTls};
 use fusion_train::OptimizerKind;
 
 use crate::config::ClientConfig;
+use crate::local::{CommandTraining, LocalTraining};
 
 /// `fusion-client`: trains on this node's shard and sends the weights to
 /// a `fusion-server`.
@@ -86,45 +88,48 @@ pub struct ClientArgs {
     /// and every 5 s of training), for container health checks.
     #[arg(long, env = "FUSION_HEALTH_FILE")]
     pub health_file: Option<PathBuf>,
+    /// Train with your own command instead of the built-in MLP: run by
+    /// `sh -c` once per round with FUSION_GLOBAL, FUSION_UPDATE,
+    /// FUSION_RESULT, … (README, "Federate your PyTorch model"). Needs
+    /// --model-file and --examples; --dataset is then not read.
+    #[arg(long, env = "FUSION_TRAINER_CMD")]
+    pub trainer_cmd: Option<String>,
+    /// The federation's model as a safetensors file (the server's
+    /// --init-model): the tensors every update of --trainer-cmd must have.
+    #[arg(long, env = "FUSION_MODEL_FILE")]
+    pub model_file: Option<PathBuf>,
+    /// With --trainer-cmd: the examples this silo trains on, declared at
+    /// Join; its updates never weigh more.
+    #[arg(long, env = "FUSION_EXAMPLES")]
+    pub examples: Option<u64>,
+    /// Seconds --trainer-cmd may run in one round before its whole process
+    /// group is killed (the round then uploads nothing).
+    #[arg(long, default_value_t = 3600.0, env = "FUSION_TRAINER_TIMEOUT")]
+    pub trainer_timeout: f64,
+    /// Failed trainings in a row after which the client stops (exit 1).
+    #[arg(long, default_value_t = 3)]
+    pub max_failed_rounds: u32,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "FUSION_JSON_LOGS")]
     pub json_logs: bool,
 }
 
 impl ClientArgs {
-    /// The client's settings, and its shard of the training data.
-    pub fn load(&self) -> anyhow::Result<(ClientConfig, Dataset)> {
-        use anyhow::Context;
-        let data = self
-            .dataset
-            .load()
-            .with_context(|| format!("cannot load dataset `{}`", self.dataset))?;
-        let train = data.train;
-        let shards = self
-            .split
-            .shards(
-                train.labels(),
-                train.classes(),
-                self.shard.count,
-                self.split_seed,
-            )
-            .with_context(|| format!("cannot split the data with `{}`", self.split))?;
-        let mine = train.subset(&shards[self.shard.index]);
-        anyhow::ensure!(
-            !mine.is_empty(),
-            "shard {} of split `{}` is empty",
-            self.shard,
-            self.split
-        );
-        let init_model = match &self.init_model {
-            Some(path) => {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("cannot read `{}`", path.display()))?;
-                Some(
-                    fusion_core::ParamSet::from_safetensors(&bytes)
-                        .with_context(|| format!("`{}` is not a usable model", path.display()))?,
-                )
+    /// The client's settings, and where its updates come from: its shard
+    /// of the training data for the built-in model, or the user's trainer.
+    pub fn load(&self) -> anyhow::Result<(ClientConfig, LocalTraining)> {
+        let local = match &self.trainer_cmd {
+            Some(command) => LocalTraining::Command(self.command_training(command)?),
+            None => {
+                anyhow::ensure!(
+                    self.model_file.is_none() && self.examples.is_none(),
+                    "--model-file and --examples go with --trainer-cmd"
+                );
+                LocalTraining::BuiltIn(std::sync::Arc::new(self.shard()?))
             }
+        };
+        let init_model = match &self.init_model {
+            Some(path) => Some(read_model(path)?),
             None => None,
         };
         anyhow::ensure!(
@@ -159,6 +164,81 @@ impl ClientArgs {
         config.backend = self.backend;
         config.give_up_after = Duration::from_secs_f64(self.give_up_after);
         config.health_file = self.health_file.clone();
-        Ok((config, mine))
+        Ok((config, local))
     }
+
+    /// This client's shard of `--dataset`.
+    fn shard(&self) -> anyhow::Result<Dataset> {
+        use anyhow::Context;
+        let data = self
+            .dataset
+            .load()
+            .with_context(|| format!("cannot load dataset `{}`", self.dataset))?;
+        let train = data.train;
+        let shards = self
+            .split
+            .shards(
+                train.labels(),
+                train.classes(),
+                self.shard.count,
+                self.split_seed,
+            )
+            .with_context(|| format!("cannot split the data with `{}`", self.split))?;
+        let mine = train.subset(&shards[self.shard.index]);
+        anyhow::ensure!(
+            !mine.is_empty(),
+            "shard {} of split `{}` is empty",
+            self.shard,
+            self.split
+        );
+        Ok(mine)
+    }
+
+    /// The user's trainer, its model layout and declared examples.
+    fn command_training(&self, command: &str) -> anyhow::Result<CommandTraining> {
+        anyhow::ensure!(!command.trim().is_empty(), "--trainer-cmd is empty");
+        let Some(path) = &self.model_file else {
+            anyhow::bail!(
+                "--trainer-cmd needs --model-file: the federation's model (the server's --init-model), whose tensors every update must have"
+            );
+        };
+        let Some(examples) = self.examples.filter(|&n| n > 0) else {
+            anyhow::bail!(
+                "--trainer-cmd needs --examples N (N ≥ 1): the examples this silo trains on, which weigh its updates"
+            );
+        };
+        anyhow::ensure!(
+            self.init_model.is_none(),
+            "--init-model sends a ready model on a cold start; with --trainer-cmd your trainer sees FUSION_FROM_OWN_INIT=1 and can load it itself"
+        );
+        anyhow::ensure!(
+            self.trainer_timeout.is_finite()
+                && self.trainer_timeout > 0.0
+                && self.trainer_timeout <= 1e7,
+            "--trainer-timeout must be a positive number of seconds, at most 1e7"
+        );
+        anyhow::ensure!(
+            self.max_failed_rounds >= 1,
+            "--max-failed-rounds must be at least 1"
+        );
+        let template = read_model(path)?;
+        let command = ExternalCommand::new(
+            command,
+            Duration::from_secs_f64(self.trainer_timeout),
+            "trainer",
+        );
+        Ok(CommandTraining {
+            trainer: std::sync::Arc::new(Trainer::new(command, template)),
+            examples,
+            max_failures: self.max_failed_rounds,
+        })
+    }
+}
+
+/// Reads a safetensors model, naming the file in errors.
+fn read_model(path: &std::path::Path) -> anyhow::Result<fusion_core::ParamSet> {
+    use anyhow::Context;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    fusion_core::ParamSet::from_safetensors(&bytes)
+        .with_context(|| format!("`{}` is not a usable model", path.display()))
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use fusion_core::{ParamSet, StatisticTensor};
 use fusion_data::Dataset;
+use fusion_external::TrainOutput;
 use fusion_models::Mlp;
 use fusion_net::{
     DecodingAssembler, FederationClient, LogSafe, PROTOCOL_VERSION, Payload, manifest_hash, pb,
@@ -18,6 +19,9 @@ use crate::backoff::Backoff;
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::health::{HealthFile, REFRESH};
+use crate::local::LocalTraining;
+
+mod command_round;
 
 /// What a client did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,6 +30,9 @@ pub struct ClientSummary {
     pub rounds_merged: Vec<u32>,
     /// Updates the server refused (late, not sampled, …).
     pub refused: u32,
+    /// Rounds (attempts) whose training failed, so nothing was uploaded:
+    /// the user's trainer exited non-zero, hung, or wrote a bad update.
+    pub failed: u32,
     /// Times the client had to reconnect.
     pub reconnects: u32,
     /// The last model this client trained and the server accepted, so an
@@ -59,7 +66,9 @@ enum Reaction {
 /// A running client: its connection, data and progress.
 struct Session {
     config: ClientConfig,
-    data: Arc<Dataset>,
+    local: LocalTraining,
+    /// Examples declared at Join (the cap on this client's weight).
+    examples: u64,
     rpc: FederationClient,
     backoff: Backoff,
     unreachable_since: Option<Instant>,
@@ -72,6 +81,13 @@ struct Session {
     /// A trained update not yet accepted, kept so a retry after a
     /// connection failure does not train again.
     pending: Option<(u32, ParamSet)>,
+    /// The same for the user's trainer: (round, exchange, its output).
+    pending_output: Option<(u32, u32, TrainOutput)>,
+    /// The (round, attempt, exchange) whose training last failed: not
+    /// tried again until the server retries the round or moves on.
+    failed_at: Option<(u32, u32, u32)>,
+    /// Failed trainings in a row.
+    failures_in_a_row: u32,
     /// The model this client trained in a round's exchange 0, kept for the
     /// round's later exchanges, whose statistics compare the merged model
     /// with it.
@@ -84,18 +100,27 @@ struct Session {
     finished: bool,
 }
 
-/// Runs a client on `data` (its shard) until the server reports the run
-/// finished.
+/// Runs a client training the built-in model on `data` (its shard) until
+/// the server reports the run finished.
 pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSummary, ClientError> {
+    run_with(config, LocalTraining::BuiltIn(data)).await
+}
+
+/// Runs a client whose updates come from `local` (the built-in model or
+/// the user's trainer) until the server reports the run finished.
+pub async fn run_with(
+    config: ClientConfig,
+    local: LocalTraining,
+) -> Result<ClientSummary, ClientError> {
     let rpc = fusion_net::connect(&config.server, &config.tls, config.token.clone())?;
-    let widths = config.model.widths(data.features(), data.classes());
-    let template = fusion_core::synthetic::random_mlp(&widths, 0);
+    let template = local.template(&config.model);
     let spec_hash = manifest_hash(&Payload::from_params(&template)?.manifest);
     let mut session = Session {
         health: HealthFile::new(config.health_file.clone()),
         backoff: Backoff::new(config.backoff.0, config.backoff.1),
         config,
-        data,
+        examples: local.examples(),
+        local,
         rpc,
         unreachable_since: None,
         spec_hash,
@@ -103,6 +128,9 @@ pub async fn run(config: ClientConfig, data: Arc<Dataset>) -> Result<ClientSumma
         chunk_bytes: fusion_net::DEFAULT_CHUNK_BYTES,
         poll: Duration::from_millis(500),
         pending: None,
+        pending_output: None,
+        failed_at: None,
+        failures_in_a_row: 0,
         trained: None,
         summary: ClientSummary::default(),
         finished: false,
@@ -143,6 +171,13 @@ impl Session {
                         tracing::info!(client = %self.config.client_id, "run finished");
                         return Ok(());
                     }
+                    pb::Action::Train | pb::Action::Compute
+                        if matches!(self.local, LocalTraining::Command(_)) =>
+                    {
+                        if !self.command_exchange(&reply).await? {
+                            break;
+                        }
+                    }
                     pb::Action::Train => {
                         if !self.train_and_upload(&reply).await? {
                             break;
@@ -170,7 +205,7 @@ impl Session {
         let request = pb::JoinRequest {
             protocol_version: PROTOCOL_VERSION,
             client_id: self.config.client_id.clone(),
-            examples: self.data.len() as u64,
+            examples: self.examples,
             spec_hash: self.spec_hash.clone(),
         };
         match within(CALL_TIMEOUT, "Join", self.rpc.join(request)).await {
@@ -239,7 +274,9 @@ impl Session {
             }
         };
         let weights = order.send_weights.then_some(&update);
-        let sent = self.upload(order, weights, &statistics).await?;
+        let sent = self
+            .upload(order, weights, &statistics, self.examples)
+            .await?;
         match sent {
             Sent::Merged => {
                 self.summary.last_trained = Some(update);
@@ -301,7 +338,7 @@ impl Session {
             }
         };
         Ok(!matches!(
-            self.upload(order, None, &statistics).await?,
+            self.upload(order, None, &statistics, self.examples).await?,
             Sent::Rejoin
         ))
     }
@@ -331,9 +368,14 @@ impl Session {
         if names.is_empty() {
             return Ok(BTreeMap::new());
         }
+        let LocalTraining::BuiltIn(data) = &self.local else {
+            return Err(ClientError::Model(
+                "a trainer command computes its own statistics".into(),
+            ));
+        };
+        let data = data.clone();
         let own = own.clone();
         let names = names.to_vec();
-        let data = self.data.clone();
         let backend = self.config.backend;
         self.health.write("computing statistics");
         tokio::task::spawn_blocking(move || {
@@ -345,16 +387,18 @@ impl Session {
         .map_err(|e| ClientError::Model(format!("statistics task failed: {e}")))?
     }
 
-    /// Uploads weights and/or statistics for the exchange of `order`.
+    /// Uploads weights and/or statistics for the exchange of `order`,
+    /// computed on `examples` examples.
     async fn upload(
         &mut self,
         order: &pb::HeartbeatReply,
         weights: Option<&ParamSet>,
         statistics: &BTreeMap<String, StatisticTensor>,
+        examples: u64,
     ) -> Result<Sent, ClientError> {
         let round = order.round;
         let payload = Payload::from_update(weights, statistics)?;
-        let mut header = payload.header(round, &self.config.client_id, self.data.len() as u64);
+        let mut header = payload.header(round, &self.config.client_id, examples);
         header.exchange = order.exchange;
         header.session = self.secret.clone();
         let chunks = tokio_stream::iter(payload.chunks(header, self.chunk_bytes));
@@ -447,11 +491,16 @@ impl Session {
             tracing::info!(client = %self.config.client_id, round, "sending this silo's own model");
             return Ok(own.clone());
         }
+        let LocalTraining::BuiltIn(data) = &self.local else {
+            return Err(ClientError::Model(
+                "the built-in trainer has no data with a trainer command".into(),
+            ));
+        };
+        let data = data.clone();
         let config = self.config.clone();
-        let data = self.data.clone();
         let from_global = start.is_some();
         self.health.write(&format!("training round {round}"));
-        let mut handle = tokio::task::spawn_blocking(move || -> Result<ParamSet, ClientError> {
+        let handle = tokio::task::spawn_blocking(move || -> Result<ParamSet, ClientError> {
             let device = config.backend.device()?;
             let model = match &start {
                 Some(global) => Mlp::from_params(global, &device)
@@ -482,19 +531,29 @@ impl Session {
             );
             Ok(trained.to_params())
         });
-        // Keep the health file fresh, and keep the registration alive: a
-        // client silent past the server's client timeout is evicted.
+        self.while_busy(handle, &format!("training round {round}"))
+            .await
+            .map_err(|e| ClientError::Model(format!("training task failed: {e}")))?
+    }
+
+    /// Waits for `work` (a blocking task), keeping the health file fresh
+    /// and the registration alive meanwhile: a client silent past the
+    /// server's client timeout is evicted.
+    async fn while_busy<T>(
+        &mut self,
+        mut work: tokio::task::JoinHandle<T>,
+        doing: &str,
+    ) -> Result<T, tokio::task::JoinError> {
         let mut ticks = tokio::time::interval(REFRESH);
-        let outcome = loop {
+        loop {
             tokio::select! {
-                outcome = &mut handle => break outcome,
+                outcome = &mut work => return outcome,
                 _ = ticks.tick() => {
-                    self.health.beat(&format!("training round {round}"));
+                    self.health.beat(doing);
                     self.keep_alive().await;
                 }
             }
-        };
-        outcome.map_err(|e| ClientError::Model(format!("training task failed: {e}")))?
+        }
     }
 
     /// A heartbeat whose answer is not needed (the client is busy): it

@@ -34,6 +34,15 @@ pub enum ClientError {
     /// Local training failed.
     #[error("local training: {0}")]
     Train(#[from] fusion_train::TrainError),
+    /// The user's trainer failed this many rounds in a row (each failure
+    /// was logged, and nothing was uploaded for it).
+    #[error("the trainer failed {failures} times in a row; the last: {last}")]
+    Trainer {
+        /// Failures in a row.
+        failures: u32,
+        /// The last one, naming the file or tensor at fault.
+        last: String,
+    },
     /// The model could not be built from what the server sent.
     #[error("model: {0}")]
     Model(String),

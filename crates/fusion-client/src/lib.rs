@@ -7,6 +7,10 @@
 //!
 //! - [`ClientConfig`]: server address, TLS/token, model and training.
 //! - [`run`]: the loop; [`ClientSummary`] says what happened.
+//! - [`LocalTraining`]: where updates come from: the built-in MLP on this
+//!   shard, or the user's own training command ([`run_with`]), run each
+//!   round under the `FUSION_*` contract with its output checked before
+//!   anything is uploaded.
 //! - Transient failures (server down, restarting) are retried with
 //!   exponential backoff and full jitter ([`Backoff`]); an authentication
 //!   or TLS failure stops the client at once, so a misconfigured fleet
@@ -22,10 +26,12 @@ mod client;
 mod config;
 mod error;
 mod health;
+mod local;
 
 pub use args::ClientArgs;
 pub use backoff::Backoff;
-pub use client::{ClientSummary, run};
+pub use client::{ClientSummary, run, run_with};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use health::HealthFile;
+pub use local::{CommandTraining, LocalTraining};

@@ -3,11 +3,10 @@
 //! finished (exit 0) or a failure no retry can fix (exit 1, one line).
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use fusion_client::ClientArgs;
+use fusion_client::{ClientArgs, LocalTraining};
 
 fn main() -> ExitCode {
     let args = ClientArgs::parse();
@@ -22,19 +21,29 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &ClientArgs) -> anyhow::Result<()> {
-    let (config, shard) = args.load()?;
-    tracing::info!(
-        client = %config.client_id,
-        examples = shard.len(),
-        shard = %args.shard,
-        split = %args.split,
-        "loaded shard"
-    );
+    let (config, local) = args.load()?;
+    match &local {
+        LocalTraining::BuiltIn(shard) => tracing::info!(
+            client = %config.client_id,
+            examples = shard.len(),
+            shard = %args.shard,
+            split = %args.split,
+            "loaded shard"
+        ),
+        LocalTraining::Command(c) => tracing::info!(
+            client = %config.client_id,
+            examples = c.examples,
+            tensors = c.trainer.template().len(),
+            "training with `{}`",
+            c.trainer.command().command
+        ),
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let summary = runtime.block_on(fusion_client::run(config, Arc::new(shard)))?;
+    let summary = runtime.block_on(fusion_client::run_with(config, local))?;
     tracing::info!(
         merged = ?summary.rounds_merged,
         refused = summary.refused,
+        failed = summary.failed,
         reconnects = summary.reconnects,
         "client finished"
     );

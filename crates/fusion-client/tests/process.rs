@@ -29,7 +29,7 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let server = runtime.spawn(
-        Server::new(config, None)
+        Server::new(config)
             .expect("config")
             .run(listener, std::future::pending()),
     );
@@ -73,4 +73,66 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
     assert!(alive.ends_with(" finished\n"), "{alive}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&health);
+}
+
+/// A trainer that always fails: each attempt of the round runs it once
+/// (not again at once), nothing is uploaded, and after
+/// `--max-failed-rounds` failures in a row the client stops with exit 1
+/// and the trainer's last words.
+#[test]
+fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_client() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = fusion_core::synthetic::random_mlp(&[784, 16, 10], 3);
+    let model_file = dir.path().join("init.safetensors");
+    std::fs::write(&model_file, model.to_safetensors().expect("encode")).expect("write");
+    let config = ServerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        rounds: 1,
+        min_clients: 1,
+        strategy: StrategyKind::Align,
+        init_model: Some(model_file.clone()),
+        state_dir: dir.path().join("state"),
+        // A short round, so the server retries it while the client waits.
+        round_deadline_secs: 1.5,
+        poll_ms: 20,
+        ..ServerConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = Server::new(config).expect("config");
+    let metrics = server.metrics();
+    let _server = runtime.spawn(server.run(listener, std::future::pending()));
+
+    let runs = dir.path().join("runs");
+    let trainer = format!(
+        "echo run >> {}; echo 'loading data: no such folder' >&2; exit 1",
+        runs.display()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fusion-client"))
+        .args(["--server", &url, "--client-id", "silo"])
+        .args(["--trainer-cmd", &trainer, "--examples", "10"])
+        .arg("--model-file")
+        .arg(&model_file)
+        .args(["--max-failed-rounds", "2", "--give-up-after", "30"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run fusion-client");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the trainer failed 2 times in a row")
+            && err.contains("exit status 1")
+            && err.contains("loading data: no such folder"),
+        "{err}"
+    );
+    let runs = std::fs::read_to_string(runs).expect("runs");
+    assert_eq!(runs.lines().count(), 2, "one run per attempt: {runs}");
+    assert_eq!(metrics.accepted.get(), 0, "nothing was uploaded");
+    assert!(
+        metrics.rejections().values().all(|&n| n == 0),
+        "nothing was refused either"
+    );
 }
