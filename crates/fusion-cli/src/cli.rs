@@ -47,6 +47,33 @@ pub enum Command {
     /// Development certificates for TLS and mutual TLS: a CA, a server
     /// certificate and client certificates.
     Certs(CertsArgs),
+    /// Write one silo's shard (and the test set) as NumPy .npy files, for
+    /// your own trainer (`fusion-client --trainer-cmd`).
+    ExportData(ExportDataArgs),
+}
+
+/// `fusion export-data`.
+#[derive(Debug, Args)]
+pub struct ExportDataArgs {
+    /// The data.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Export shard `i` of `N` (0-based) of the training set [default: all of it]…
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<ShardRef>,
+    /// …dealt by this split: `iid`, `dirichlet:ALPHA`, `classes:0-4/5-9` or `biased:P`.
+    #[arg(long, default_value = "iid", value_parser = parse_split)]
+    pub split: Split,
+    /// Seed of the split (every silo must use the same).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+    /// Directory for train-images.npy, train-labels.npy, test-images.npy
+    /// and test-labels.npy (uint8; images [n, channels, height, width]).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print one JSON object on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fusion simulate`.

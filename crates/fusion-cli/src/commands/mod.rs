@@ -8,6 +8,7 @@ mod bench_net;
 mod bench_train;
 mod certs;
 mod experiment;
+mod export_data;
 mod inspect;
 mod interpolate;
 mod merge;
@@ -39,5 +40,6 @@ pub fn run(command: Command) -> Result<()> {
         Command::Demo(args) => experiment::run_demo(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::ExportData(args) => export_data::run(args),
     }
 }
