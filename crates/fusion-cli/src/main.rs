@@ -8,14 +8,13 @@ mod commands;
 mod files;
 mod options;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging();
+    fusion_logging::init(DEFAULT_LOG, fusion_logging::Format::Text);
     one_line_panics();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,20 +45,6 @@ fn one_line_panics() {
     }));
 }
 
-/// Logs go to stderr so that `--json` output on stdout stays clean.
-/// `RUST_LOG` overrides the default of warnings only. wgpu's driver probing
-/// logs every API it tries and fails (Vulkan, then GL) as an error even
-/// when it then succeeds, so its HAL is silenced unless asked for.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 /// Warnings, plus per-epoch training lines (shown when no progress bar is
 /// drawn) and experiment milestones.
-const DEFAULT_LOG: &str = "warn,fusion_train=info,fusion_experiments=info,wgpu_hal=off";
+const DEFAULT_LOG: &str = "warn,fusion_train=info,fusion_experiments=info";

@@ -9,10 +9,8 @@ use fusion_data::{DataSource, Dataset, ShardRef, Split};
 use fusion_external::{ExternalCommand, Trainer};
 use fusion_models::MlpArchitecture;
 use fusion_net::{BearerToken, ClientTls};
+use fusion_client::{ClientConfig, CommandTraining, LocalTraining};
 use fusion_train::OptimizerKind;
-
-use crate::config::ClientConfig;
-use crate::local::{CommandTraining, LocalTraining};
 
 /// `fusion-client`: trains on this node's shard and sends the weights to
 /// a `fusion-server`.

@@ -20,7 +20,6 @@
 
 #![deny(missing_docs)]
 
-mod args;
 mod backoff;
 mod client;
 mod config;
@@ -28,7 +27,6 @@ mod error;
 mod health;
 mod local;
 
-pub use args::ClientArgs;
 pub use backoff::Backoff;
 pub use client::{ClientSummary, run, run_with};
 pub use config::ClientConfig;

@@ -6,11 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use fusion_client::{ClientArgs, LocalTraining};
+use fusion_client::LocalTraining;
+
+use crate::args::ClientArgs;
+
+mod args;
 
 fn main() -> ExitCode {
     let args = ClientArgs::parse();
-    init_logging(args.json_logs);
+    fusion_logging::init("info", fusion_logging::format(args.json_logs));
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -48,19 +52,4 @@ fn run(args: &ClientArgs) -> anyhow::Result<()> {
         "client finished"
     );
     Ok(())
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wgpu_hal=off,wgpu_core=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-    }
 }

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::{Init, Reference, SecretString, ServerConfig, StrategyKind};
-use crate::error::ServerError;
+use fusion_server::{Init, Reference, SecretString, ServerConfig, ServerError, StrategyKind};
 
 /// `fusion-server`: the aggregator of a Fusion federation.
 #[derive(Debug, Clone, Parser)]

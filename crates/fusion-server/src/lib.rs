@@ -11,7 +11,8 @@
 //! - [`RoundRecord`]: one line of `rounds.jsonl`.
 //!
 //! # Layout
-//! - `config`, `args`: settings and the command line.
+//! - `config`: settings (defaults, TOML); the binary's `args` adds the
+//!   command line.
 //! - `registry`: registered clients, evicted when silent, capped.
 //! - `rounds`: who is sampled and accepted; the round rules.
 //! - `aggregator`: the strategy (and the optional refinement's teachers)
@@ -28,7 +29,6 @@
 
 mod activity;
 mod aggregator;
-mod args;
 mod config;
 mod error;
 mod identity;
@@ -44,7 +44,6 @@ mod service;
 mod state_dir;
 mod status_page;
 
-pub use args::ServerArgs;
 pub use config::{Init, Reference, SecretString, ServerConfig, StrategyKind};
 pub use error::ServerError;
 pub use metrics::Metrics;

@@ -10,13 +10,17 @@ use anyhow::Context;
 use clap::Parser;
 use fusion_core::Scorer;
 use fusion_external::{CommandScorer, ExternalCommand};
-use fusion_server::{Server, ServerArgs, ServerConfig};
+use fusion_server::{Server, ServerConfig};
+
+use crate::args::ServerArgs;
+
+mod args;
 use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 
 fn main() -> ExitCode {
     let args = ServerArgs::try_parse().unwrap_or_else(|e| exit_naming_the_variable(e));
     let args_json = args.json_logs;
-    init_logging(args_json);
+    fusion_logging::init("info", fusion_logging::format(args_json));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -203,20 +207,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wgpu_hal=off,wgpu_core=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
     }
 }
