@@ -107,9 +107,11 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
     let _server = runtime.spawn(server.run(listener, std::future::pending()));
 
     let runs = dir.path().join("runs");
+    let seen_env = dir.path().join("env");
     let trainer = format!(
-        "echo run >> {}; echo 'loading data: no such folder' >&2; exit 1",
-        runs.display()
+        "echo run >> {}; env > {}; echo 'loading data: no such folder' >&2; exit 1",
+        runs.display(),
+        seen_env.display()
     );
     let out = Command::new(env!("CARGO_BIN_EXE_fusion-client"))
         .args(["--server", &url, "--client-id", "silo"])
@@ -118,6 +120,10 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
         .arg(&model_file)
         .args(["--max-failed-rounds", "2", "--give-up-after", "30"])
         .env("RUST_LOG", "warn")
+        // The client's own settings never reach the trainer, nor stale
+        // values of the contract's variables.
+        .env("FUSION_HEALTH_FILE", dir.path().join("alive"))
+        .env("FUSION_STATS", "/stale/statistics.safetensors")
         .output()
         .expect("run fusion-client");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -131,6 +137,12 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
     let runs = std::fs::read_to_string(runs).expect("runs");
     assert_eq!(runs.lines().count(), 2, "one run per attempt: {runs}");
     assert_eq!(metrics.accepted.get(), 0, "nothing was uploaded");
+    let env = std::fs::read_to_string(seen_env).expect("env");
+    assert!(env.contains("FUSION_ROUND=1") && env.contains("FUSION_UPDATE="), "{env}");
+    assert!(
+        !env.contains("FUSION_HEALTH_FILE") && !env.contains("FUSION_STATS"),
+        "{env}"
+    );
     assert!(
         metrics.rejections().values().all(|&n| n == 0),
         "nothing was refused either"

@@ -47,14 +47,22 @@ impl ExternalCommand {
         }
     }
 
-    /// Runs the command with `env` added to this process's environment and
-    /// waits for it, logging its stdout and stderr line by line. Succeeds
-    /// only on exit status 0 within the time limit. When it ends, by itself
-    /// or killed, any process it left in its group is killed too, so a
+    /// Runs the command with this process's environment, less every
+    /// `FUSION_*` variable (Fusion's own settings, tokens among them, and
+    /// stale values of the contract's variables), plus `env`, and waits for
+    /// it, logging its stdout and stderr line by line. Succeeds only on
+    /// exit status 0 within the time limit. When it ends, by itself or
+    /// killed, any process it left in its group is killed too, so a
     /// trainer's workers cannot outlive it.
     pub fn run(&self, env: &[(&str, OsString)]) -> Result<(), ExternalError> {
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FUSION_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .arg("-c")
             .arg(&self.command)
             .envs(env.iter().map(|(k, v)| (k, v)))

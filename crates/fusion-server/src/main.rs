@@ -94,34 +94,27 @@ fn test_set(config: &mut ServerConfig) -> anyhow::Result<Option<(String, fusion_
     Ok(Some((name, test)))
 }
 
-/// A scorer for the server, and whether to try it on the first model
-/// before binding (the built-in scorer: a model it cannot score is a
-/// configuration error; a user's evaluator is not run before round 1).
-struct ChosenScorer {
-    scorer: Arc<dyn Scorer>,
-    check_first: Option<Arc<dyn Scorer>>,
-}
-
-/// The built-in model on `test`, the user's `evaluate_cmd`, or none.
+/// What scores each global model: the built-in MLP on `test` (true: it
+/// is checked on the first model before binding), the user's
+/// `evaluate_cmd` (false: it is not run before round 1), or nothing.
 fn scorer(
     config: &ServerConfig,
     test: Option<(String, fusion_data::Dataset)>,
-) -> anyhow::Result<Option<ChosenScorer>> {
+) -> anyhow::Result<Option<(Arc<dyn Scorer>, bool)>> {
     if let Some((name, test)) = test {
         let device = config.backend()?.device()?;
-        let scorer: Arc<dyn Scorer> = Arc::new(TestSetScorer::new(Arc::new(test), name, device));
-        return Ok(Some(ChosenScorer {
-            check_first: Some(scorer.clone()),
-            scorer,
-        }));
+        return Ok(Some((
+            Arc::new(TestSetScorer::new(Arc::new(test), name, device)),
+            true,
+        )));
     }
-    Ok(config.evaluate_cmd.as_ref().map(|command| ChosenScorer {
-        scorer: Arc::new(CommandScorer::new(ExternalCommand::new(
+    Ok(config.evaluate_cmd.as_ref().map(|command| {
+        let scorer: Arc<dyn Scorer> = Arc::new(CommandScorer::new(ExternalCommand::new(
             command.clone(),
             std::time::Duration::from_secs_f64(config.evaluate_timeout_secs),
             "evaluator",
-        ))),
-        check_first: None,
+        )));
+        (scorer, false)
     }))
 }
 
