@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use fusion_core::{ComputeBackend, MergeMany, SpecSource, StrategyConfig};
 pub use fusion_core::{Reference, StrategyKind};
-use fusion_data::DataSource;
 use fusion_models::MlpArchitecture;
 use fusion_net::TokenTable;
 use serde::{Deserialize, Serialize};
@@ -108,8 +107,10 @@ pub struct ServerConfig {
     /// asks for it). They show client ids; without it they are open to
     /// whoever reaches `metrics_listen`.
     pub status_token: Option<SecretString>,
-    /// Dataset whose test split scores each global model (`embedded`,
-    /// `fashion-mnist`, …); none by default.
+    /// Dataset whose test split scores each global model with the
+    /// built-in MLP (`embedded`, `fashion-mnist`, …); none by default. The
+    /// `fusion-server` binary loads it and hands the server a scorer
+    /// ([`crate::Server::with_scorer`]).
     pub test_data: Option<String>,
     /// Unlabeled proxy images for ensemble distillation (FedDF) after each
     /// round: the training images of this dataset (`embedded`,
@@ -371,8 +372,6 @@ impl ServerConfig {
         if self.spec.is_empty() {
             return bad("spec must be `mlp` or a spec file's path".into());
         }
-        self.test_source()?;
-        self.distill_source()?;
         if self.distill_epochs == 0 {
             return bad("distill_epochs must be at least 1".into());
         }
@@ -483,28 +482,6 @@ impl ServerConfig {
         self.model
             .parse()
             .map_err(|e| ServerError::Config(format!("model: {e}")))
-    }
-
-    /// The test dataset, if configured.
-    pub fn test_source(&self) -> Result<Option<DataSource>, ServerError> {
-        self.test_data
-            .as_deref()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| ServerError::Config(format!("test_data: {e}")))
-            })
-            .transpose()
-    }
-
-    /// The distillation proxy set's source, if configured.
-    pub fn distill_source(&self) -> Result<Option<DataSource>, ServerError> {
-        self.distill_data
-            .as_deref()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e| ServerError::Config(format!("distill_data: {e}")))
-            })
-            .transpose()
     }
 
     /// The round deadline.

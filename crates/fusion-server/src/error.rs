@@ -28,9 +28,6 @@ pub enum ServerError {
     /// TLS files or other wire settings.
     #[error(transparent)]
     Wire(#[from] fusion_net::WireError),
-    /// The test data could not be loaded.
-    #[error("test data: {0}")]
-    Data(#[from] fusion_data::DataError),
     /// The model could not be built or scored.
     #[error("model: {0}")]
     Model(String),

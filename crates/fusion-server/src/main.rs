@@ -74,15 +74,19 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The dataset a setting names (`embedded`, `fashion-mnist[:DIR]`, …).
+fn data_source(setting: &str, name: &str) -> anyhow::Result<fusion_data::DataSource> {
+    name.parse()
+        .map_err(|e| anyhow::anyhow!("{setting}: {e}"))
+}
+
 /// The test set of `test_data`, loaded; with the built-in model, the
 /// model's inputs and classes are taken from it.
 fn test_set(config: &mut ServerConfig) -> anyhow::Result<Option<(String, fusion_data::Dataset)>> {
     let Some(name) = config.test_data.clone() else {
         return Ok(None);
     };
-    let source: fusion_data::DataSource = name
-        .parse()
-        .map_err(|e| anyhow::anyhow!("test_data: {e}"))?;
+    let source = data_source("test_data", &name)?;
     let test = source
         .load()
         .with_context(|| format!("cannot load the test data `{source}`"))?
@@ -124,9 +128,10 @@ fn distiller(
     config: &ServerConfig,
     global: &fusion_core::ParamSet,
 ) -> anyhow::Result<Option<Distiller>> {
-    let Some(source) = config.distill_source()? else {
+    let Some(name) = &config.distill_data else {
         return Ok(None);
     };
+    let source = data_source("distill_data", name)?;
     let proxy = source
         .load()
         .with_context(|| format!("cannot load the distillation data `{source}`"))?
