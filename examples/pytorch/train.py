@@ -20,8 +20,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="this silo's folder (`fusion export-data` writes one)")
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -55,7 +55,7 @@ def main():
             optimizer.step()
             total += len(y)
             correct += int((logits.argmax(1) == y).sum())
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
     print(f"round {round_}: {len(labels)} examples, loss {loss_sum / total:.4f}, accuracy {correct / total:.4f}")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.environ["FUSION_UPDATE"])
     with open(os.environ["FUSION_RESULT"], "w") as f:
