@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use fusion_client::{ClientConfig, CommandTraining, LocalTraining};
 use fusion_core::ComputeBackend;
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
 use fusion_external::{ExternalCommand, Trainer};
 use fusion_models::MlpArchitecture;
 use fusion_net::{BearerToken, ClientTls};
-use fusion_client::{ClientConfig, CommandTraining, LocalTraining};
 use fusion_train::OptimizerKind;
 
 /// `fusion-client`: trains on this node's shard and sends the weights to

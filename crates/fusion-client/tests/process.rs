@@ -138,7 +138,10 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
     assert_eq!(runs.lines().count(), 2, "one run per attempt: {runs}");
     assert_eq!(metrics.accepted.get(), 0, "nothing was uploaded");
     let env = std::fs::read_to_string(seen_env).expect("env");
-    assert!(env.contains("FUSION_ROUND=1") && env.contains("FUSION_UPDATE="), "{env}");
+    assert!(
+        env.contains("FUSION_ROUND=1") && env.contains("FUSION_UPDATE="),
+        "{env}"
+    );
     assert!(
         !env.contains("FUSION_HEALTH_FILE") && !env.contains("FUSION_STATS"),
         "{env}"

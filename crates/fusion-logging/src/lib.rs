@@ -36,9 +36,7 @@ pub fn init(default_filter: &str, format: Format) {
         .with_writer(std::io::stderr);
     match format {
         Format::Json => builder.json().init(),
-        Format::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .init(),
+        Format::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 

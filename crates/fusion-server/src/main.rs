@@ -45,17 +45,16 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listen = config.listen;
         let mut server = Server::new(config)?;
-        if let Some(scorer) = scorer(server.config(), test)? {
-            if let Some(check) = &scorer.check_first {
-                check
+        if let Some((scorer, built_in)) = scorer(server.config(), test)? {
+            if built_in {
+                // A model the built-in scorer cannot score is a mistake
+                // in the settings, found before the port is bound.
+                scorer
                     .score(0, &server.global())
                     .map_err(|e| anyhow::anyhow!("--test-data cannot score this run: {e}"))?;
             }
-            tracing::info!(
-                "scoring each global model with {}",
-                scorer.scorer.describe()
-            );
-            server = server.with_scorer(scorer.scorer);
+            tracing::info!("scoring each global model with {}", scorer.describe());
+            server = server.with_scorer(scorer);
         }
         let server = match distiller(server.config(), &server.global())? {
             Some(d) => server.with_refiner(Arc::new(d)),
@@ -76,8 +75,7 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// The dataset a setting names (`embedded`, `fashion-mnist[:DIR]`, …).
 fn data_source(setting: &str, name: &str) -> anyhow::Result<fusion_data::DataSource> {
-    name.parse()
-        .map_err(|e| anyhow::anyhow!("{setting}: {e}"))
+    name.parse().map_err(|e| anyhow::anyhow!("{setting}: {e}"))
 }
 
 /// The test set of `test_data`, loaded; with the built-in model, the
