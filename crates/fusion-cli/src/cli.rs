@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use fusion_core::{ComputeBackend, Reference, StrategyConfig, StrategyKind};
-use fusion_data::{DataSource, ShardRef, Split};
+use fusion_data::{DataSource, Dataset, ShardRef, Split};
 use fusion_models::MlpArchitecture;
 use fusion_train::OptimizerKind;
 
@@ -58,15 +58,9 @@ pub struct ExportDataArgs {
     /// The data.
     #[command(flatten)]
     pub data: DataArgs,
-    /// Export shard `i` of `N` (0-based) of the training set [default: all of it]…
-    #[arg(long, value_parser = parse_shard)]
-    pub shard: Option<ShardRef>,
-    /// …dealt by this split: `iid`, `dirichlet:ALPHA`, `classes:0-4/5-9` or `biased:P`.
-    #[arg(long, default_value = "iid", value_parser = parse_split)]
-    pub split: Split,
-    /// Seed of the split (every silo must use the same).
-    #[arg(long, default_value_t = 0)]
-    pub split_seed: u64,
+    /// Which part of the training set.
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Directory for train-images.npy, train-labels.npy, test-images.npy
     /// and test-labels.npy (uint8; images [n, channels, height, width]).
     #[arg(long)]
@@ -435,6 +429,40 @@ pub struct DataArgs {
     pub dataset: DataSource,
 }
 
+/// One client's shard of a training set; shared by `train` and
+/// `export-data`, so both cut the data exactly as `fusion-client` does.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// Shard `i` of `N` (0-based) of the training set [default: all of it]…
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<ShardRef>,
+    /// …dealt by this split: `iid`, `dirichlet:ALPHA`, `classes:0-4/5-9` or `biased:P`.
+    #[arg(long, default_value = "iid", value_parser = parse_split)]
+    pub split: Split,
+    /// Seed of the split (every client of a federation must use the same).
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
+}
+
+impl ShardArgs {
+    /// The selected part of `train`, and how to describe it.
+    pub fn select(&self, train: &Dataset) -> anyhow::Result<(Dataset, String)> {
+        let Some(shard) = self.shard else {
+            return Ok((train.clone(), "all of it".to_owned()));
+        };
+        let shards = self.split.shards(
+            train.labels(),
+            train.classes(),
+            shard.count,
+            self.split_seed,
+        )?;
+        Ok((
+            train.subset(&shards[shard.index]),
+            format!("shard {shard} of split {}", self.split),
+        ))
+    }
+}
+
 /// Local training settings; shared by `train`, `experiment` and `demo`.
 #[derive(Debug, Args)]
 pub struct TrainingArgs {
@@ -470,15 +498,9 @@ pub struct TrainArgs {
     /// The data.
     #[command(flatten)]
     pub data: DataArgs,
-    /// Train on shard `i` of `N` (0-based) of the training set…
-    #[arg(long, value_parser = parse_shard)]
-    pub shard: Option<ShardRef>,
-    /// …dealt by this split: `iid`, `dirichlet:ALPHA`, `classes:0-4/5-9` or `biased:P`.
-    #[arg(long, default_value = "iid", value_parser = parse_split)]
-    pub split: Split,
-    /// Seed of the split (every client of a federation must use the same).
-    #[arg(long, default_value_t = 0)]
-    pub split_seed: u64,
+    /// Which part of the training set.
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Training settings.
     #[command(flatten)]
     pub training: TrainingArgs,

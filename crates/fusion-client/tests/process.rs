@@ -5,7 +5,29 @@
 use std::process::Command;
 use std::time::Duration;
 
-use fusion_server::{Server, ServerConfig, StrategyKind};
+use fusion_server::{Metrics, RunSummary, Server, ServerConfig, ServerError, StrategyKind};
+use tokio::task::JoinHandle;
+
+/// `config` served on a free loopback port by a runtime of the test's
+/// own: the runtime, the server's address, its counters and its task.
+fn serve(
+    config: ServerConfig,
+) -> (
+    tokio::runtime::Runtime,
+    String,
+    std::sync::Arc<Metrics>,
+    JoinHandle<Result<RunSummary, ServerError>>,
+) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = Server::new(config).expect("config");
+    let metrics = server.metrics();
+    let task = runtime.spawn(server.run(listener, std::future::pending()));
+    (runtime, url, metrics, task)
+}
 
 #[test]
 fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
@@ -23,16 +45,7 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
         finish_grace_secs: 1.0,
         ..ServerConfig::default()
     };
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = runtime.spawn(
-        Server::new(config)
-            .expect("config")
-            .run(listener, std::future::pending()),
-    );
+    let (runtime, url, _, server) = serve(config);
 
     let health = dir.with_extension("alive");
     let client = |token: &str| {
@@ -97,14 +110,7 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
         poll_ms: 20,
         ..ServerConfig::default()
     };
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = Server::new(config).expect("config");
-    let metrics = server.metrics();
-    let _server = runtime.spawn(server.run(listener, std::future::pending()));
+    let (_runtime, url, metrics, _server) = serve(config);
 
     let runs = dir.path().join("runs");
     let seen_env = dir.path().join("env");

@@ -12,6 +12,19 @@ use crate::error::ExternalError;
 /// Room for a safetensors header beyond the tensors' own bytes.
 const HEADER_SLACK: u64 = 1 << 20;
 
+/// A private directory for one run's files (`prefix` names whose it is
+/// in /tmp), removed when dropped.
+pub(crate) fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, ExternalError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| ExternalError::Io {
+            what: "scratch directory",
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
 /// Reads a file the command had to write, refusing one larger than
 /// `limit` before reading it.
 pub(crate) fn read_bounded(

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use fusion_core::{ParamSet, Score, ScoreError, Scorer};
 
 use crate::error::ExternalError;
-use crate::files::write_model;
+use crate::files::{scratch_dir, write_model};
 use crate::process::ExternalCommand;
 use crate::result_file::CommandResult;
 
@@ -28,14 +28,7 @@ impl CommandScorer {
 
     /// Runs the evaluator on `model`, the global model after `round`.
     pub fn run(&self, round: u32, model: &ParamSet) -> Result<CommandResult, ExternalError> {
-        let dir = tempfile::Builder::new()
-            .prefix("fusion-evaluator-")
-            .tempdir()
-            .map_err(|source| ExternalError::Io {
-                what: "scratch directory",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = scratch_dir("fusion-evaluator-")?;
         let global = dir.path().join("global.safetensors");
         let result = dir.path().join("result.json");
         write_model(&global, model, "global model")?;

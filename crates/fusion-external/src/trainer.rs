@@ -24,7 +24,7 @@ use std::path::Path;
 use fusion_core::{ParamSet, StatisticTensor};
 
 use crate::error::ExternalError;
-use crate::files::{read_statistics, read_update, write_model};
+use crate::files::{read_statistics, read_update, scratch_dir, write_model};
 use crate::process::ExternalCommand;
 use crate::result_file::CommandResult;
 
@@ -94,14 +94,7 @@ impl Trainer {
     /// Runs the command once for `request` in a private scratch directory
     /// (removed afterwards) and checks what it wrote.
     pub fn run(&self, request: &TrainRequest<'_>) -> Result<TrainOutput, ExternalError> {
-        let dir = tempfile::Builder::new()
-            .prefix("fusion-trainer-")
-            .tempdir()
-            .map_err(|source| ExternalError::Io {
-                what: "scratch directory",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = scratch_dir("fusion-trainer-")?;
         let path = |name: &str| dir.path().join(name);
         let mut env: Vec<(&str, OsString)> = vec![
             ("FUSION_ROUND", request.round.to_string().into()),

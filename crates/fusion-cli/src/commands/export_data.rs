@@ -17,18 +17,7 @@ use crate::options::load_data;
 /// Runs `fusion export-data`.
 pub fn run(args: ExportDataArgs) -> Result<()> {
     let data = load_data(&args.data.dataset)?;
-    let train = match args.shard {
-        Some(shard) => {
-            let shards = args.split.shards(
-                data.train.labels(),
-                data.train.classes(),
-                shard.count,
-                args.split_seed,
-            )?;
-            data.train.subset(&shards[shard.index])
-        }
-        None => data.train.clone(),
-    };
+    let (train, _) = args.shard.select(&data.train)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create '{}'", args.out.display()))?;
     write_part(&args.out, "train", &train)?;

@@ -13,22 +13,7 @@ use crate::options::{load_data, train_config};
 /// Runs `fusion train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let data = load_data(&args.data.dataset)?;
-    let (train_set, shard_text) = match args.shard {
-        Some(shard) => {
-            let shards = args.split.shards(
-                data.train.labels(),
-                data.train.classes(),
-                shard.count,
-                args.split_seed,
-            )?;
-            let mine = &shards[shard.index];
-            (
-                data.train.subset(mine),
-                format!("shard {shard} of split {}", args.split),
-            )
-        }
-        None => (data.train.clone(), "all of it".to_string()),
-    };
+    let (train_set, shard_text) = args.shard.select(&data.train)?;
     let device = args.training.backend.device()?;
     let model = Mlp::for_data(
         &args.training.model,
@@ -44,8 +29,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.json {
         return print_json(&json!({
             "dataset": data.name,
-            "shard": args.shard.map(|s| s.to_string()),
-            "split": args.split.to_string(),
+            "shard": args.shard.shard.map(|s| s.to_string()),
+            "split": args.shard.split.to_string(),
             "model": args.training.model.to_string(),
             "examples": train_set.len(),
             "epochs": config.epochs,
