@@ -12,7 +12,10 @@
 //! - [`Strategy`]: how many models become one ([`WeightedAverage`],
 //!   [`AlignToReference`], [`MergeMany`], [`RegMean`], [`Layerwise`]),
 //!   chosen by [`StrategyKind`] and built by [`StrategyConfig`]; an
-//!   optional [`Refiner`] improves the merged model on the server.
+//!   optional [`Refiner`] improves the merged model on the server, and a
+//!   [`Scorer`] scores it.
+//! - [`MlpArchitecture`]: the built-in MLP's widths (`mlp:512x3`), from
+//!   which [`synthetic::random_mlp`] makes first weights without model code.
 //!
 //! ```
 //! use fusion_core::{ComputeBackend, MatchOptions, ParamSet, ParamTensor, infer_mlp_spec, weight_matching};
@@ -43,6 +46,7 @@
 
 #![deny(missing_docs)]
 
+mod architecture;
 mod device;
 mod lap;
 mod matching;
@@ -52,6 +56,7 @@ mod perm;
 mod spec;
 pub mod synthetic;
 
+pub use architecture::{ArchitectureError, MlpArchitecture};
 pub use device::{BackendError, ComputeBackend};
 pub use lap::{Assignment, LapError, LapSolver, Sense};
 pub use matching::{MatchError, MatchOptions, MatchResult, weight_matching};

@@ -5,14 +5,6 @@ use fusion_core::{ParamsError, SpecError};
 /// A model description or parameter file that cannot become a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// A `--model` value that names no known architecture.
-    #[error("model `{given}`: {reason}")]
-    BadArchitecture {
-        /// The text given.
-        given: String,
-        /// What is wrong and what is accepted.
-        reason: String,
-    },
     /// A parameter set that is not the MLP it should be.
     #[error("not an MLP in PyTorch layout: {0}")]
     NotAnMlp(String),

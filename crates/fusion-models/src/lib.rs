@@ -5,10 +5,11 @@
 //! it ([`Mlp::permutation_spec`]); files written from it load in PyTorch as
 //! the state dict of `nn.ModuleList([nn.Linear, ...])` stored under `layers`.
 
-mod architecture;
 mod error;
 mod mlp;
 
-pub use architecture::MlpArchitecture;
+/// The built-in MLP's widths (defined in fusion-core, which servers build
+/// first weights from without model code).
+pub use fusion_core::MlpArchitecture;
 pub use error::ModelError;
 pub use mlp::{Mlp, host};

@@ -7,7 +7,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use fusion_core::{ParamSet, ParamTensor, PermutationSpec, infer_mlp_spec};
 
-use crate::architecture::MlpArchitecture;
+use fusion_core::MlpArchitecture;
 use crate::error::ModelError;
 
 /// A chain of `Linear` layers with ReLU between them (none after the last):

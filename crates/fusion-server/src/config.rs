@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use fusion_core::{ComputeBackend, MergeMany, SpecSource, StrategyConfig};
+use fusion_core::{ComputeBackend, MergeMany, MlpArchitecture, SpecSource, StrategyConfig};
 pub use fusion_core::{Reference, StrategyKind};
-use fusion_models::MlpArchitecture;
 use fusion_net::TokenTable;
 use serde::{Deserialize, Serialize};
 

@@ -83,7 +83,7 @@ fn peak_memory_does_not_grow_with_waiting_uploads() {
             .expect("start fusion-server"),
     );
     let pid = server.0.id();
-    let widths: fusion_models::MlpArchitecture = MODEL.parse().expect("model");
+    let widths: fusion_core::MlpArchitecture = MODEL.parse().expect("model");
     let model = fusion_core::synthetic::random_mlp(&widths.widths(784, 10), 1);
     let payload = Payload::from_params(&model).expect("payload");
     let model_mb = payload.bytes.len() as f64 / 1e6;

@@ -1,9 +1,20 @@
-//! The `--model` flag: which network, with which widths.
+//! The built-in MLP's shape as the `--model` flag writes it. It lives in
+//! the core, beside `synthetic::random_mlp` and the inferred MLP spec,
+//! because a server builds the built-in model's first weights from it
+//! without any model code (fusion-models re-exports it).
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::error::ModelError;
+/// A `--model` value that names no MLP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("model `{given}`: {reason}")]
+pub struct ArchitectureError {
+    /// The text given.
+    pub given: String,
+    /// What is wrong and what is accepted.
+    pub reason: String,
+}
 
 /// A multilayer perceptron's hidden widths, as written on the command line:
 /// `mlp` (the paper's 512x3), `mlp:512x3` (three layers of 512) or
@@ -35,10 +46,10 @@ impl MlpArchitecture {
 }
 
 impl FromStr for MlpArchitecture {
-    type Err = ModelError;
+    type Err = ArchitectureError;
 
-    fn from_str(s: &str) -> Result<Self, ModelError> {
-        let bad = |reason: &str| ModelError::BadArchitecture {
+    fn from_str(s: &str) -> Result<Self, ArchitectureError> {
+        let bad = |reason: &str| ArchitectureError {
             given: s.into(),
             reason: reason.into(),
         };
@@ -54,7 +65,7 @@ impl FromStr for MlpArchitecture {
                 Err(bad("expected `mlp` or `mlp:...`"))
             };
         };
-        let number = |t: &str| -> Result<usize, ModelError> {
+        let number = |t: &str| -> Result<usize, ArchitectureError> {
             match t.trim().parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
                 _ => Err(bad(&format!("`{t}` is not a positive width"))),
