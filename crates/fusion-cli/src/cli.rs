@@ -610,7 +610,7 @@ fn parse_shard(s: &str) -> Result<ShardRef, String> {
 
 fn parse_model(s: &str) -> Result<MlpArchitecture, String> {
     s.parse()
-        .map_err(|e: fusion_models::ModelError| e.to_string())
+        .map_err(|e: fusion_core::ArchitectureError| e.to_string())
 }
 
 fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {

@@ -8,8 +8,8 @@
 mod error;
 mod mlp;
 
+pub use error::ModelError;
 /// The built-in MLP's widths (defined in fusion-core, which servers build
 /// first weights from without model code).
 pub use fusion_core::MlpArchitecture;
-pub use error::ModelError;
 pub use mlp::{Mlp, host};

@@ -7,8 +7,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use fusion_core::{ParamSet, ParamTensor, PermutationSpec, infer_mlp_spec};
 
-use fusion_core::MlpArchitecture;
 use crate::error::ModelError;
+use fusion_core::MlpArchitecture;
 
 /// A chain of `Linear` layers with ReLU between them (none after the last):
 /// the MLP of Ainsworth et al. Parameters live on whatever device it was
