@@ -33,8 +33,17 @@ pub(crate) fn read_bounded(
     variable: &'static str,
     limit: u64,
 ) -> Result<Vec<u8>, ExternalError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    // Checked before opening: opening a FIFO would block, and a device
+    // might never end. Only regular files are read.
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(ExternalError::Invalid {
+                what,
+                path: path.to_owned(),
+                why: "not a regular file".into(),
+            });
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ExternalError::NotWritten {
                 what,
@@ -49,15 +58,15 @@ pub(crate) fn read_bounded(
                 source,
             });
         }
+    }
+    let io = |source| ExternalError::Io {
+        what,
+        path: path.to_owned(),
+        source,
     };
+    let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ExternalError::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        })?;
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > limit {
         return Err(ExternalError::Invalid {
             what,

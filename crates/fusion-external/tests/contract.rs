@@ -349,3 +349,11 @@ fn the_evaluator_scores_with_its_metrics() {
     let err = percent.score(1, &model(1.0)).expect_err("percent");
     assert!(err.to_string().contains("fraction"), "{err}");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_update_is_refused_without_blocking() {
+    let started = Instant::now();
+    let err = run(&format!("mkfifo \"$FUSION_UPDATE\" && {RESULT}")).expect_err("fifo");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
