@@ -14,7 +14,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    fusion_logging::init(DEFAULT_LOG, fusion_logging::Format::Text);
+    fusion_bin::logging::init(DEFAULT_LOG, fusion_bin::logging::Format::Text);
     one_line_panics();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

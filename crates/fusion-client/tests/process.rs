@@ -157,3 +157,84 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
         "nothing was refused either"
     );
 }
+
+/// Ctrl-C or SIGTERM stops the client and its trainer with it: the
+/// trainer runs in a process group of its own, which the terminal's
+/// Ctrl-C does not reach.
+#[test]
+fn stopping_the_client_stops_its_trainer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let model = fusion_core::synthetic::random_mlp(&[784, 16, 10], 3);
+    let model_file = dir.path().join("init.safetensors");
+    std::fs::write(&model_file, model.to_safetensors().expect("encode")).expect("write");
+    let config = ServerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        rounds: 1,
+        min_clients: 1,
+        init_model: Some(model_file.clone()),
+        state_dir: dir.path().join("state"),
+        poll_ms: 20,
+        ..ServerConfig::default()
+    };
+    let (_runtime, url, _, _server) = serve(config);
+    let pid_file = dir.path().join("trainer.pid");
+    let trainer = format!("echo $$ > {}; exec sleep 300", pid_file.display());
+    let mut client = Command::new(env!("CARGO_BIN_EXE_fusion-client"))
+        .args(["--server", &url, "--client-id", "silo"])
+        .args(["--trainer-cmd", &trainer, "--examples", "10"])
+        .arg("--model-file")
+        .arg(&model_file)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run fusion-client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let trainer_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trainer never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let status = Command::new("kill")
+        .args(["-TERM", &client.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = client.wait_with_output().expect("client exits");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped by a signal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The trainer is gone (or a zombie nobody reaps), not sleeping on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{trainer_pid}/stat")).ok();
+        let ended = state.is_none_or(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        });
+        if ended {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trainer {trainer_pid} outlived its client"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

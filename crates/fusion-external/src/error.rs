@@ -81,6 +81,6 @@ fn last_lines(stderr: &str) -> String {
     if stderr.is_empty() {
         String::new()
     } else {
-        format!("; its last lines of stderr:\n{stderr}")
+        format!("; its last lines of stderr: {stderr}")
     }
 }

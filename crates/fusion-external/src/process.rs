@@ -2,6 +2,7 @@
 //! output logged line by line, its time bounded, and every process it
 //! started ended when it is done or out of time.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -69,8 +70,10 @@ impl ExternalCommand {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own group: a timeout kills it and all it started, and a
-            // Ctrl-C meant for Fusion is not delivered to it twice.
+            // Its own group, so a timeout kills it and all it started. A
+            // Ctrl-C at the terminal then reaches Fusion only; Fusion's
+            // binaries end running commands on their way out
+            // (`kill_running`).
             .process_group(0)
             .spawn()
             .map_err(|source| ExternalError::Spawn {
@@ -78,6 +81,7 @@ impl ExternalCommand {
                 source,
             })?;
         let group = Group::of(&child);
+        let _running = group.register();
         let tail = Arc::new(Mutex::new(Tail::default()));
         let (done_tx, done_rx) = mpsc::channel();
         let mut readers = 0;
@@ -99,7 +103,9 @@ impl ExternalCommand {
                 break;
             }
         }
-        let last_lines = tail.lock().map(|t| t.lines.join("\n")).unwrap_or_default();
+        // One line: each piece is escaped already, and a newline here
+        // would let the command write log lines of its own.
+        let last_lines = tail.lock().map(|t| t.lines.join(" ⏎ ")).unwrap_or_default();
         match outcome {
             Waited::Exited(status) if status.success() => Ok(()),
             Waited::Exited(status) => Err(ExternalError::Failed {
@@ -142,10 +148,13 @@ fn wait_within(child: &mut Child, group: &Group, limit: Duration) -> Waited {
             }
         }
     }
+    // SIGTERM to everyone in the group, and time to save what they can:
+    // until the whole group is gone (not only the shell), or the grace ends.
     group.signal(rustix::process::Signal::TERM);
     let grace = Instant::now() + TERM_GRACE;
     while Instant::now() < grace {
-        if let Ok(Some(_)) = child.try_wait() {
+        let _ = child.try_wait();
+        if group.is_empty() {
             return Waited::TimedOut;
         }
         thread::sleep(POLL);
@@ -170,6 +179,54 @@ impl Group {
         if let Some(pid) = self.0 {
             let _ = rustix::process::kill_process_group(pid, signal);
         }
+    }
+
+    /// Whether no process is left in the group.
+    fn is_empty(&self) -> bool {
+        self.0
+            .is_none_or(|pid| rustix::process::test_kill_process_group(pid).is_err())
+    }
+
+    /// Records the group as running until the guard is dropped, so
+    /// [`kill_running`] can end it if Fusion is stopped meanwhile.
+    fn register(&self) -> Registered {
+        if let Some(pid) = self.0
+            && let Ok(mut running) = RUNNING.lock()
+        {
+            running.insert(pid.as_raw_nonzero().get());
+        }
+        Registered(self.0)
+    }
+}
+
+/// Process groups of the commands running now.
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// Removes a group from [`RUNNING`] when its run is over.
+struct Registered(Option<rustix::process::Pid>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0
+            && let Ok(mut running) = RUNNING.lock()
+        {
+            running.remove(&pid.as_raw_nonzero().get());
+        }
+    }
+}
+
+/// Kills every command this process is running, with all it started: a
+/// binary calls it when it is told to stop (Ctrl-C, SIGTERM), since a
+/// command in its own process group does not get the terminal's Ctrl-C
+/// and would otherwise run on, training for hours on a GPU nobody
+/// watches.
+pub fn kill_running() {
+    let groups: Vec<i32> = RUNNING
+        .lock()
+        .map(|r| r.iter().copied().collect())
+        .unwrap_or_default();
+    for raw in groups {
+        Group(rustix::process::Pid::from_raw(raw)).signal(rustix::process::Signal::KILL);
     }
 }
 

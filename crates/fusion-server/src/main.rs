@@ -3,6 +3,8 @@
 //! (exit 0) or Ctrl-C / SIGTERM (completed rounds stay saved; a restart
 //! resumes).
 
+mod args;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,16 +13,14 @@ use clap::Parser;
 use fusion_core::Scorer;
 use fusion_external::{CommandScorer, ExternalCommand};
 use fusion_server::{Server, ServerConfig};
+use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 
 use crate::args::ServerArgs;
-
-mod args;
-use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 
 fn main() -> ExitCode {
     let args = ServerArgs::try_parse().unwrap_or_else(|e| exit_naming_the_variable(e));
     let args_json = args.json_logs;
-    fusion_logging::init("info", fusion_logging::format(args_json));
+    fusion_bin::logging::init("info", fusion_bin::logging::format(args_json));
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -63,7 +63,11 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
-        let summary = server.run(listener, shutdown_signal()).await?;
+        let summary = server.run(listener, fusion_bin::stop_signal()).await;
+        // An evaluator still running when the server was told to stop
+        // would run on unseen in its own process group.
+        fusion_external::kill_running();
+        let summary = summary?;
         tracing::info!(
             run_id = %summary.run_id,
             rounds = summary.records.len(),
@@ -182,26 +186,4 @@ fn exit_naming_the_variable(error: clap::Error) -> ! {
         eprintln!("note: the value came from the environment variable {env}");
     }
     std::process::exit(code)
-}
-
-/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

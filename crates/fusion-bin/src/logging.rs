@@ -1,12 +1,6 @@
-//! # fusion-logging
-//!
-//! How Fusion's three binaries log, written once: `tracing` events to
-//! stderr (so a command's `--json` output on stdout stays clean), filtered
-//! by `RUST_LOG` or the binary's default, as text (coloured on a
-//! terminal) or as JSON lines. Only binaries depend on this crate;
-//! libraries only emit events.
-
-#![deny(missing_docs)]
+//! How the binaries log: `tracing` events to stderr (so a command's
+//! `--json` output on stdout stays clean), filtered by `RUST_LOG` or the
+//! binary's default, as text (coloured on a terminal) or as JSON lines.
 
 use std::io::IsTerminal;
 
