@@ -55,6 +55,7 @@ mod params;
 mod perm;
 mod spec;
 pub mod synthetic;
+mod text;
 
 pub use architecture::{ArchitectureError, MlpArchitecture};
 pub use device::{BackendError, ComputeBackend};
@@ -75,6 +76,7 @@ pub use spec::{
     AxisRef, LinearLayer, PermDef, PermutationSpec, SpecError, SpecSource, ValidatedSpec,
     infer_mlp_spec, linear_chain,
 };
+pub use text::is_hidden;
 
 /// Re-exported so callers can name a device without depending on burn.
 pub use burn::tensor::Device;

@@ -53,11 +53,12 @@ impl LineSplitter {
     }
 }
 
-/// `s` with control characters (but tab) written as escapes.
+/// `s` with control and invisible formatting characters (but tab)
+/// written as escapes ([`fusion_core::is_hidden`]).
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if c.is_control() && c != '\t' {
+        if fusion_core::is_hidden(c) && c != '\t' {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -92,11 +93,12 @@ mod tests {
     #[test]
     fn long_lines_are_cut_and_control_characters_escaped() {
         let long = vec![b'x'; MAX_LINE_BYTES + 10];
-        let lines = split(&[&long, b"\nfake\x1b[31m line\n"]);
-        assert_eq!(lines.len(), 2);
+        let lines = split(&[&long, b"\nfake\x1b[31m line\n", "a\u{202e}b\n".as_bytes()]);
+        assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with(&"x".repeat(MAX_LINE_BYTES)));
         assert!(lines[0].ends_with("(10 more bytes)"), "{}", lines[0]);
         assert_eq!(lines[1], "fake\\u{1b}[31m line");
+        assert_eq!(lines[2], "a\\u{202e}b");
     }
 
     #[test]

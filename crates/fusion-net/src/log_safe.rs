@@ -4,20 +4,11 @@
 
 use std::fmt;
 
+pub use fusion_core::is_hidden;
+
 /// Longest value logged whole, in bytes; longer ones are cut at a
 /// character boundary and say how much was left out.
 pub const MAX_LOGGED_BYTES: usize = 512;
-
-/// Whether `c` could forge or hide text where it is shown: a control
-/// character (newline, escape, NUL, …), or an invisible formatting one
-/// that reorders or hides what follows (bidirectional overrides and
-/// isolates, zero-width spaces and joiners, the byte-order mark).
-pub fn is_hidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
 
 /// Displays `text` with control and hiding characters escaped (`\n`,
 /// `\u{1b}`, `\u{202e}`, …) and
