@@ -26,8 +26,8 @@ pub struct CommandResult {
     pub metrics: BTreeMap<String, f64>,
 }
 
+/// Other keys are ignored, so a trainer may write more for itself.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ResultRepr {
     examples: Option<u64>,
     #[serde(default)]
@@ -81,7 +81,7 @@ impl CommandResult {
         }
         if repr.examples == Some(0) {
             return Err(invalid(
-                "examples is 0; it must count the examples the update was trained on".into(),
+                "examples is 0; when given, it must count at least one example".into(),
             ));
         }
         Ok(Self {

@@ -43,8 +43,18 @@ impl CommandScorer {
 }
 
 impl Scorer for CommandScorer {
+    /// The evaluator's program only (`your evaluator (python3)`): the
+    /// status page shows this, and a command line may hold paths or
+    /// secrets that are the operator's alone.
     fn describe(&self) -> String {
-        format!("the command `{}`", self.command.command)
+        let program = self
+            .command
+            .command
+            .split_whitespace()
+            .next()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+            .unwrap_or("sh");
+        format!("your evaluator ({program})")
     }
 
     fn score(&self, round: u32, model: &ParamSet) -> Result<Score, ScoreError> {

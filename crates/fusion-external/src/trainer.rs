@@ -28,10 +28,6 @@ use crate::files::{read_statistics, read_update, scratch_dir, write_model};
 use crate::process::ExternalCommand;
 use crate::result_file::CommandResult;
 
-/// Largest statistics file read, in bytes: far above the Gram matrices of
-/// any model a client can train, far below what would hurt the client.
-const MAX_STATISTICS_BYTES: u64 = 8 << 30;
-
 /// A user's training command and the model layout its updates must have.
 #[derive(Clone, Debug)]
 pub struct Trainer {
@@ -157,7 +153,7 @@ impl Trainer {
             read_statistics(
                 &dir.join("statistics.safetensors"),
                 request.statistics,
-                MAX_STATISTICS_BYTES,
+                statistics_limit(&self.template),
                 "FUSION_STATS",
             )?
         };
@@ -168,4 +164,20 @@ impl Trainer {
             statistics,
         })
     }
+}
+
+/// The most bytes the statistics of `template` can take: for every 2-D
+/// tensor `[out, in]` (a linear layer), a Gram matrix's upper triangle of
+/// `in + 1` inputs and a cross term `[in + 1, out]`, in F64. A statistics
+/// file larger than every statistic of every layer at once is refused
+/// before it is read.
+fn statistics_limit(template: &ParamSet) -> u64 {
+    template
+        .iter()
+        .filter(|(_, t)| t.shape().len() == 2)
+        .map(|(_, t)| {
+            let (out, k) = (t.shape()[0] as u64, t.shape()[1] as u64 + 1);
+            (k * (k + 1) / 2 + k * out).saturating_mul(8)
+        })
+        .fold(0u64, u64::saturating_add)
 }

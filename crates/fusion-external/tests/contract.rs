@@ -337,6 +337,8 @@ fn the_evaluator_scores_with_its_metrics() {
         Duration::from_secs(30),
         "evaluator",
     ));
+    // The status page shows the program, never the command line.
+    assert_eq!(scorer.describe(), "your evaluator (echo)");
     let score = scorer.score(4, &model(1.0)).expect("scores");
     assert_eq!((score.loss, score.accuracy), (Some(0.3), Some(0.9)));
     assert_eq!(score.metrics.get("f1"), Some(&0.8));

@@ -33,7 +33,10 @@ impl Session {
         if self.finished {
             return Ok(true);
         }
-        let examples = if output.examples > self.examples {
+        if output.examples > self.examples {
+            // Sent as reported: the server weighs the update by the Join
+            // count and scales the statistics (sums over the reported
+            // examples) to it; capping the count here would not.
             tracing::warn!(
                 client = %self.config.client_id,
                 round,
@@ -41,10 +44,7 @@ impl Session {
                 declared = self.examples,
                 "the trainer reports more examples than --examples declares; the update weighs --examples"
             );
-            self.examples
-        } else {
-            output.examples
-        };
+        }
         if exchange == 0
             && let Some(update) = &output.update
         {
@@ -53,7 +53,12 @@ impl Session {
             self.trained = Some((round, update.clone()));
         }
         let sent = self
-            .upload(order, output.update.as_ref(), &output.statistics, examples)
+            .upload(
+                order,
+                output.update.as_ref(),
+                &output.statistics,
+                output.examples,
+            )
             .await?;
         match sent {
             Sent::Merged => {
