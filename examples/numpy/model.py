@@ -7,7 +7,8 @@ import numpy as np
 
 
 def init(kind, seed, hidden=64, image_shape=(1, 28, 28), classes=10):
-    """Kaiming-uniform weights and zero biases, as PyTorch initialises them."""
+    """Uniform weights and biases in ±1/sqrt(fan_in), as PyTorch's Linear
+    and Conv2d initialise them."""
     rng = np.random.default_rng(seed)
 
     def uniform(shape, fan_in):

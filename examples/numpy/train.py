@@ -25,6 +25,7 @@ def main():
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum, restarted each round")
     parser.add_argument("--seed", type=int, default=0, help="own initialisation and shuffling")
     parser.add_argument("--model", default="mlp", help="mlp or cnn, for a model of the silo's own")
+    parser.add_argument("--hidden", type=int, default=64, help="hidden units of a model of the silo's own")
     args = parser.parse_args()
 
     if os.environ.get("FUSION_STATS_NAMES"):
@@ -40,7 +41,7 @@ def main():
     images, labels = fusion_files.load_split(args.data, "train")
     if os.environ.get("FUSION_FROM_OWN_INIT") == "1":
         # Cold start: the silo's own model, from its own seed.
-        params = model.init(args.model, args.seed, image_shape=images.shape[1:])
+        params = model.init(args.model, args.seed, hidden=args.hidden, image_shape=images.shape[1:])
         start = None
     else:
         params = fusion_files.load(os.environ["FUSION_GLOBAL"])

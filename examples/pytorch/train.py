@@ -48,14 +48,15 @@ def main():
         for x, y in loader:
             optimizer.zero_grad()
             logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits, y)
-            if mu > 0:  # FedProx
+            task_loss = torch.nn.functional.cross_entropy(logits, y)
+            loss = task_loss
+            if mu > 0:  # FedProx; the reported loss stays the task's
                 loss = loss + mu / 2 * sum(((p - s) ** 2).sum() for p, s in zip(model.parameters(), start))
             loss.backward()
             optimizer.step()
             total += len(y)
             correct += int((logits.argmax(1) == y).sum())
-            loss_sum += loss.item() * len(y)
+            loss_sum += task_loss.item() * len(y)
     print(f"round {round_}: {len(labels)} examples, loss {loss_sum / total:.4f}, accuracy {correct / total:.4f}")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.environ["FUSION_UPDATE"])
     with open(os.environ["FUSION_RESULT"], "w") as f:

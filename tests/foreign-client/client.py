@@ -8,6 +8,7 @@ update (the global model nudged) and follows the run to its end.
 """
 
 import argparse
+import functools
 import hashlib
 import json
 import re
@@ -19,9 +20,39 @@ import grpc
 import numpy as np
 
 
-def natural_key(name):
-    """Digit runs compare as numbers: layers.2 before layers.10."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part]
+def natural_cmp(a, b):
+    """The server's tensor order (fusion_core::natural_cmp): byte by byte,
+    except that runs of digits compare as numbers (layers.2 before
+    layers.10; leading zeros ignored), and a name that is a prefix of
+    another comes first; a tie is broken by plain byte order."""
+    x, y = a.encode(), b.encode()
+    i = j = 0
+    while True:
+        if i == len(x) or j == len(y):
+            if i == len(x) and j == len(y):
+                return (a > b) - (a < b)
+            return -1 if i == len(x) else 1
+        if chr(x[i]).isdigit() and chr(y[j]).isdigit():
+            i2, j2 = i, j
+            while i2 < len(x) and chr(x[i2]).isdigit():
+                i2 += 1
+            while j2 < len(y) and chr(y[j2]).isdigit():
+                j2 += 1
+            nx, ny = x[i:i2].lstrip(b"0"), y[j:j2].lstrip(b"0")
+            if (len(nx), nx) != (len(ny), ny):
+                return -1 if (len(nx), nx) < (len(ny), ny) else 1
+            i, j = i2, j2
+        elif x[i] != y[j]:
+            return -1 if x[i] < y[j] else 1
+        else:
+            i += 1
+            j += 1
+
+
+# The order docs/protocol.md describes, checked before it is relied on.
+assert sorted(["fc1.weight", "layers.10.w", "fc.weight", "layers.2.w", "layers.02.b"],
+              key=functools.cmp_to_key(natural_cmp)) == \
+    ["fc.weight", "fc1.weight", "layers.02.b", "layers.2.w", "layers.10.w"]
 
 
 def manifest_of(path, pb):
@@ -29,7 +60,7 @@ def manifest_of(path, pb):
     with open(path, "rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(length))
-    names = sorted((n for n in header if n != "__metadata__"), key=natural_key)
+    names = sorted((n for n in header if n != "__metadata__"), key=functools.cmp_to_key(natural_cmp))
     return [pb.TensorMeta(name=n, dtype="F32", shape=header[n]["shape"]) for n in names]
 
 
@@ -86,7 +117,9 @@ def main():
                                metadata=auth, timeout=10)
         if order.action == pb.ACTION_FINISHED:
             break
-        if order.action != pb.ACTION_TRAIN:
+        if order.action != pb.ACTION_TRAIN or order.from_own_init:
+            # No statistics (ACTION_COMPUTE) and no model of its own
+            # (from_own_init) in this client: it waits for what it can do.
             time.sleep(max(order.poll_ms, 20) / 1000)
             continue
         # Fetch the global model: a Header chunk, then data chunks.
@@ -116,7 +149,16 @@ def main():
             for begin in range(0, len(payload), chunk_bytes):
                 yield pb.Chunk(data=payload[begin : begin + chunk_bytes])
 
-        reply = stub.Upload(pieces(), metadata=auth, timeout=60)
+        try:
+            reply = stub.Upload(pieces(), metadata=auth, timeout=60)
+        except grpc.RpcError as e:
+            # Refused for this round only (late, duplicate, not sampled):
+            # docs/protocol.md's table says to skip the round.
+            if e.code() in (grpc.StatusCode.ABORTED, grpc.StatusCode.ALREADY_EXISTS,
+                            grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT):
+                print(f"round {order.round}: update refused ({e.code().name}: {e.details()})")
+                continue
+            raise
         print(f"round {reply.round}: update merged ({reply.accepted} so far)")
         merged.append(reply.round)
     else:

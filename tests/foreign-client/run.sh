@@ -30,7 +30,7 @@ RUST_LOG=warn "$bin/fusion-server" --listen "127.0.0.1:$port" --rounds 1 --min-c
 server=$!
 RUST_LOG=warn "$bin/fusion-client" --server "http://127.0.0.1:$port" --client-id client-1 \
   --token native-client-token-0123 --model-file "$work/init.safetensors" --examples 6000 \
-  --trainer-cmd "$python $root/examples/numpy/train.py --data $work/silo" &
+  --trainer-cmd "'$python' '$root/examples/numpy/train.py' --data '$work/silo'" &
 native=$!
 timeout 120 "$python" "$root/tests/foreign-client/client.py" --stubs "$work" \
   --server "127.0.0.1:$port" --token python-client-token-0123 --client-id python-client \
