@@ -88,15 +88,11 @@ fn the_binary_trains_uploads_and_exits_zero_or_stops_on_a_bad_token() {
     let _ = std::fs::remove_file(&health);
 }
 
-/// A trainer that always fails: each attempt of the round runs it once
-/// (not again at once), nothing is uploaded, and after
-/// `--max-failed-rounds` failures in a row the client stops with exit 1
-/// and the trainer's last words.
-#[test]
-fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_client() {
-    let dir = tempfile::tempdir().expect("dir");
+/// A one-round run of `align` for one client, started from a model file
+/// written in `dir` (for the trainer command's `--model-file`).
+fn one_round_of_a_model_file(dir: &std::path::Path) -> (std::path::PathBuf, ServerConfig) {
     let model = fusion_core::synthetic::random_mlp(&[784, 16, 10], 3);
-    let model_file = dir.path().join("init.safetensors");
+    let model_file = dir.join("init.safetensors");
     std::fs::write(&model_file, model.to_safetensors().expect("encode")).expect("write");
     let config = ServerConfig {
         listen: ([127, 0, 0, 1], 0).into(),
@@ -104,12 +100,23 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
         min_clients: 1,
         strategy: StrategyKind::Align,
         init_model: Some(model_file.clone()),
-        state_dir: dir.path().join("state"),
-        // A short round, so the server retries it while the client waits.
-        round_deadline_secs: 1.5,
+        state_dir: dir.join("state"),
         poll_ms: 20,
         ..ServerConfig::default()
     };
+    (model_file, config)
+}
+
+/// A trainer that always fails: each attempt of the round runs it once
+/// (not again at once), nothing is uploaded, and after
+/// `--max-failed-rounds` failures in a row the client stops with exit 1
+/// and the trainer's last words.
+#[test]
+fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_client() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (model_file, mut config) = one_round_of_a_model_file(dir.path());
+    // A short round, so the server retries it while the client waits.
+    config.round_deadline_secs = 1.5;
     let (_runtime, url, metrics, _server) = serve(config);
 
     let runs = dir.path().join("runs");
@@ -164,22 +171,11 @@ fn a_failing_trainer_uploads_nothing_is_retried_once_per_attempt_and_stops_the_c
 #[test]
 fn stopping_the_client_stops_its_trainer() {
     let dir = tempfile::tempdir().expect("dir");
-    let model = fusion_core::synthetic::random_mlp(&[784, 16, 10], 3);
-    let model_file = dir.path().join("init.safetensors");
-    std::fs::write(&model_file, model.to_safetensors().expect("encode")).expect("write");
-    let config = ServerConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        rounds: 1,
-        min_clients: 1,
-        init_model: Some(model_file.clone()),
-        state_dir: dir.path().join("state"),
-        poll_ms: 20,
-        ..ServerConfig::default()
-    };
+    let (model_file, config) = one_round_of_a_model_file(dir.path());
     let (_runtime, url, _, _server) = serve(config);
     let pid_file = dir.path().join("trainer.pid");
     let trainer = format!("echo $$ > {}; exec sleep 300", pid_file.display());
-    let mut client = Command::new(env!("CARGO_BIN_EXE_fusion-client"))
+    let client = Command::new(env!("CARGO_BIN_EXE_fusion-client"))
         .args(["--server", &url, "--client-id", "silo"])
         .args(["--trainer-cmd", &trainer, "--examples", "10"])
         .arg("--model-file")
