@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/federation}
 mkdir -p "$out"
-cargo build --release -p fusion-cli
+cargo build --release -p fusion-cli -p fusion-sim
 fusion=./target/release/fusion
 common=(--clients 8 --split dirichlet:0.3 --dataset fashion-mnist --seed 0)
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

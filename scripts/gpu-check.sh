@@ -27,7 +27,7 @@ echo "== Vulkan adapters (wgpu picks the best one)"
 vulkaninfo --summary 2>/dev/null | grep -E "deviceName|driverName|deviceType" || echo "(no vulkaninfo)"
 
 if command -v cargo >/dev/null 2>&1 && [ -z "${FUSION_BIN:-}" ]; then
-  cargo build --release -p fusion-cli -p fusion-server --features fusion-cli/wgpu,fusion-server/wgpu
+  cargo build --release -p fusion-cli -p fusion-server -p fusion-sim --features fusion-cli/wgpu,fusion-server/wgpu,fusion-sim/wgpu
   FUSION_BIN=target/release/fusion
   FUSION_SERVER_BIN=target/release/fusion-server
   FUSION_WGPU_TEST=$(cargo test --release -p fusion-core --features wgpu --test engine --no-run --message-format=json 2>/dev/null \

@@ -121,6 +121,7 @@ pub struct SimulateArgs {
     /// Distillation softmax temperature.
     #[arg(long, default_value_t = 1.0)]
     pub distill_temperature: f64,
+    /// The data the clients' shards are dealt from.
     #[command(flatten)]
     pub data: DataArgs,
     /// Local epochs per round [default: 1; 5 with --one-shot].
@@ -145,6 +146,7 @@ pub struct SimulateArgs {
     /// client when clients bring their own models].
     #[arg(long, default_value = "global", value_enum)]
     pub reference: Reference,
+    /// The strategies' settings.
     #[command(flatten)]
     pub strategy_options: StrategyArgs,
     /// FedProx μ sent to clients.

@@ -1,12 +1,11 @@
 //! `fusion`: align and merge neural networks offline (Git Re-Basin).
 //!
-//! Thin binary: argument parsing lives in `cli`, each subcommand in
-//! `commands`, and all the work in `fusion-core`.
+//! Thin binary over the `fusion_cli` library: argument parsing lives in
+//! `cli`, each subcommand in `commands`, and all the work in
+//! `fusion-core`. `simulate` and `bench ingest` run the `fusion-sim`
+//! binary, so this one needs neither the server nor the client library.
 
-mod cli;
-mod commands;
-mod files;
-mod options;
+use fusion_cli::{DEFAULT_LOG, cli, commands};
 
 use std::process::ExitCode;
 
@@ -44,7 +43,3 @@ fn one_line_panics() {
         eprintln!("error: internal failure: {first}");
     }));
 }
-
-/// Warnings, plus per-epoch training lines (shown when no progress bar is
-/// drawn) and experiment milestones.
-const DEFAULT_LOG: &str = "warn,fusion_train=info,fusion_experiments=info";

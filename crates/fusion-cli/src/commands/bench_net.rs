@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use fusion_net::{FederationClient, Payload, pb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub(super) async fn best_of<F, Fut>(repeats: u64, mut f: F) -> Result<f64>
+/// The best (shortest) of `repeats` runs of `f`, each a time in seconds:
+/// the least disturbed run on a noisy machine.
+pub async fn best_of<F, Fut>(repeats: u64, mut f: F) -> Result<f64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<f64>>,
@@ -20,7 +22,7 @@ where
 }
 
 /// Seconds for `clients` sockets to each send the payload to a reader.
-pub(super) async fn tcp_copy(payload: &Payload, clients: usize) -> Result<f64> {
+pub async fn tcp_copy(payload: &Payload, clients: usize) -> Result<f64> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let size = payload.bytes.len();
@@ -75,13 +77,13 @@ pub(super) async fn tcp_copy(payload: &Payload, clients: usize) -> Result<f64> {
 }
 
 /// A `/proc/self/status` memory field in MB (Linux only).
-pub(super) fn rss_mb(field: &str) -> Option<f64> {
+pub fn rss_mb(field: &str) -> Option<f64> {
     status_mb("/proc/self/status", field)
 }
 
 /// A memory field of process `pid` in MB (Linux only), e.g. `VmHWM`, its
 /// peak resident set.
-pub(super) fn process_mb(pid: u32, field: &str) -> Option<f64> {
+pub fn process_mb(pid: u32, field: &str) -> Option<f64> {
     status_mb(&format!("/proc/{pid}/status"), field)
 }
 
@@ -93,13 +95,13 @@ fn status_mb(path: &str, field: &str) -> Option<f64> {
 }
 
 /// Resets the peak-RSS mark (`VmHWM`), so it measures only what follows.
-pub(super) fn reset_peak() {
+pub fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Polls as client `id`, every `poll`, until the server asks it to train
 /// in `round`, for at most `limit`.
-pub(super) async fn wait_for_train(
+pub async fn wait_for_train(
     rpc: &mut FederationClient,
     id: &str,
     session: &str,

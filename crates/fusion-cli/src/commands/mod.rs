@@ -1,21 +1,20 @@
-//! One module per subcommand.
+//! One module per subcommand, and the helpers `fusion-sim` shares
+//! (`outputs`, `report`, `bench_net`).
 
 mod align;
 mod bench;
 mod bench_federation;
-mod bench_ingest;
-mod bench_net;
+pub mod bench_net;
 mod bench_train;
 mod certs;
 mod experiment;
 mod export_data;
+mod forward;
 mod inspect;
 mod interpolate;
 mod merge;
-mod outputs;
-mod report;
-mod simulate;
-mod simulate_data;
+pub mod outputs;
+pub mod report;
 mod train;
 
 use anyhow::Result;
@@ -30,7 +29,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Bench(BenchCommand::Align(args)) => bench::run(args),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(args),
-        Command::Bench(BenchCommand::Ingest(args)) => bench_ingest::run(args),
+        Command::Bench(BenchCommand::Ingest(_)) => forward::to_fusion_sim(),
         Command::Bench(BenchCommand::Federation(args)) => bench_federation::run(args),
         Command::Train(args) => train::run(args),
         Command::Interpolate(args) => interpolate::run(args),
@@ -38,7 +37,7 @@ pub fn run(command: Command) -> Result<()> {
             experiment::run_split_merge(args)
         }
         Command::Demo(args) => experiment::run_demo(args),
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(_) => forward::to_fusion_sim(),
         Command::Certs(args) => certs::run(args),
         Command::ExportData(args) => export_data::run(args),
     }

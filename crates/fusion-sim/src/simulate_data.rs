@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use fusion_data::{DataSource, Dataset, check_shards};
 
-use crate::cli::SimulateArgs;
+use fusion_cli::cli::SimulateArgs;
 
 /// The training data as `fusion simulate` hands it out.
 #[derive(Debug)]

@@ -11,9 +11,9 @@ use fusion_net::{BearerToken, ClientTls, FederationClient, Payload, pb};
 use fusion_server::{Server, ServerConfig, StrategyKind};
 use serde::Serialize;
 
-use super::bench_net::{best_of, reset_peak, rss_mb, tcp_copy, wait_for_train};
-use super::report::print_json;
-use crate::cli::BenchIngestArgs;
+use fusion_cli::cli::BenchIngestArgs;
+use fusion_cli::commands::bench_net::{best_of, reset_peak, rss_mb, tcp_copy, wait_for_train};
+use fusion_cli::commands::report::print_json;
 
 #[derive(Debug, Serialize)]
 struct IngestRow {

@@ -15,11 +15,11 @@ use fusion_server::{Init, RoundRecord, Server, ServerConfig};
 use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 use serde::Serialize;
 
-use super::outputs::{list, write_outputs};
-use super::report::print_json;
-use super::simulate_data::{deal, distill_proxy};
-use crate::cli::SimulateArgs;
-use crate::options::load_data;
+use crate::simulate_data::{deal, distill_proxy};
+use fusion_cli::cli::SimulateArgs;
+use fusion_cli::commands::outputs::{list, write_outputs};
+use fusion_cli::commands::report::print_json;
+use fusion_cli::options::load_data;
 
 /// One strategy's run.
 #[derive(Debug, Serialize)]
