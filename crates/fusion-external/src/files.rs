@@ -122,30 +122,32 @@ pub fn read_update(
 }
 
 /// Names the first difference between `update`'s tensors and
-/// `template`'s.
-pub fn check_layout(update: &ParamSet, template: &ParamSet) -> Result<(), String> {
-    for (name, expected) in template.iter() {
-        match update.get(name) {
-            None => {
-                return Err(format!(
-                    "tensor `{name}` is missing (the global model has it, shape {:?})",
-                    expected.shape()
-                ));
-            }
-            Some(t) if t.shape() != expected.shape() => {
-                return Err(format!(
-                    "tensor `{name}` has shape {:?}; the global model's is {:?}",
-                    t.shape(),
-                    expected.shape()
-                ));
-            }
-            Some(_) => {}
+/// `template`'s, in the words of the contract (the core's layout check
+/// numbers the two models instead).
+fn check_layout(update: &ParamSet, template: &ParamSet) -> Result<(), String> {
+    use fusion_core::ParamsError;
+    match template.check_same_layout(update, 0, 1) {
+        Ok(()) => {}
+        Err(ParamsError::MissingTensor { name, present, .. }) if present == 0 => {
+            let shape = template.get(&name).map(|t| t.shape().to_vec());
+            return Err(format!(
+                "tensor `{name}` is missing (the global model has it, shape {:?})",
+                shape.unwrap_or_default()
+            ));
         }
-    }
-    if let Some(name) = update.names().find(|n| template.get(n).is_none()) {
-        return Err(format!(
-            "tensor `{name}` is not in the global model (a float tensor the federation does not have)"
-        ));
+        Err(ParamsError::MissingTensor { name, .. }) => {
+            return Err(format!(
+                "tensor `{name}` is not in the global model (a float tensor the federation does not have)"
+            ));
+        }
+        Err(ParamsError::LayoutMismatch {
+            name, left, right, ..
+        }) => {
+            return Err(format!(
+                "tensor `{name}` has shape {right:?}; the global model's is {left:?}"
+            ));
+        }
+        Err(other) => return Err(other.to_string()),
     }
     let names = |set: &ParamSet| -> Vec<String> {
         let mut v: Vec<String> = set.passthrough().iter().map(|(n, _)| n.clone()).collect();

@@ -27,7 +27,7 @@ mod scorer;
 mod trainer;
 
 pub use error::ExternalError;
-pub use files::{check_layout, read_update};
+pub use files::read_update;
 pub use lines::MAX_LINE_BYTES;
 pub use process::{ExternalCommand, kill_running};
 pub use result_file::{CommandResult, MAX_METRIC_NAME, MAX_METRICS};
