@@ -128,7 +128,9 @@ fn check_layout(update: &ParamSet, template: &ParamSet) -> Result<(), String> {
     use fusion_core::ParamsError;
     match template.check_same_layout(update, 0, 1) {
         Ok(()) => {}
-        Err(ParamsError::MissingTensor { name, present, .. }) if present == 0 => {
+        Err(ParamsError::MissingTensor {
+            name, present: 0, ..
+        }) => {
             let shape = template.get(&name).map(|t| t.shape().to_vec());
             return Err(format!(
                 "tensor `{name}` is missing (the global model has it, shape {:?})",
