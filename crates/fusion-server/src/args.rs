@@ -127,8 +127,9 @@ pub struct ServerArgs {
     /// architecture --spec describes. Clients must send the same tensors.
     #[arg(long, env = "FUSION_INIT_MODEL")]
     pub init_model: Option<PathBuf>,
-    /// How the model's hidden units permute: mlp (a chain of Linear
-    /// layers, inferred) or a spec file, as `fusion align --spec`; checked
+    /// How the model's hidden units permute: a built-in layout inferred
+    /// from the names (mlp, resnet, vgg, auto) or a spec file, as
+    /// `fusion align --spec`; checked
     /// against the model before the port is bound [default: mlp].
     #[arg(long, env = "FUSION_SPEC")]
     pub spec: Option<String>,

@@ -57,10 +57,11 @@ impl InitialModel {
     }
 }
 
-/// `mlp` (inferred: a chain of Linear layers) or a spec file.
+/// A built-in layout (`mlp`, `resnet`, `vgg`, `auto`; inferred from the
+/// model's names) or a spec file.
 fn read_spec(arg: &str) -> Result<SpecSource, ServerError> {
-    if arg == "mlp" {
-        return Ok(SpecSource::InferMlp);
+    if let Some(builtin) = SpecSource::builtin(arg) {
+        return Ok(builtin);
     }
     let text = std::fs::read_to_string(arg).map_err(|source| ServerError::Io {
         what: "spec file",

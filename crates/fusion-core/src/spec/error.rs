@@ -106,4 +106,15 @@ pub enum SpecError {
     /// The built-in MLP spec does not fit the file.
     #[error("cannot infer an mlp spec: {0}")]
     CannotInfer(String),
+    /// A built-in CNN spec (`resnet`, `vgg`) does not fit the file.
+    #[error("cannot infer a {family} spec: {reason}")]
+    NotArchitecture {
+        /// The built-in spec asked for.
+        family: &'static str,
+        /// What in the file does not fit it.
+        reason: String,
+    },
+    /// No built-in spec fits the file; each one's reason, in order.
+    #[error("no built-in spec fits: {}", .0.join("; "))]
+    NoneFits(Vec<String>),
 }

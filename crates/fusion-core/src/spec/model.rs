@@ -97,26 +97,81 @@ impl PermutationSpec {
     }
 }
 
-/// Where the spec of a merge comes from: inferred from the first model as a
-/// chain of `Linear` layers, or given (say, parsed from a spec file).
+/// Where the spec of a merge comes from: one of the built-in layouts,
+/// inferred from the reference model's names and shapes, or given (say,
+/// parsed from a spec file).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SpecSource {
     /// [`infer_mlp_spec`](super::infer_mlp_spec) on the reference model.
     #[default]
     InferMlp,
+    /// [`infer_resnet_spec`](super::infer_resnet_spec): a CIFAR ResNet.
+    InferResnet,
+    /// [`infer_vgg_spec`](super::infer_vgg_spec): a VGG-style CNN.
+    InferVgg,
+    /// Whichever built-in layout fits (`auto`): what `fusion inspect`
+    /// reports, and a convenience for files of unknown origin.
+    InferAny,
     /// A spec the user wrote.
     Given(PermutationSpec),
 }
 
+/// The names `--spec` accepts for built-in layouts, as shown in help.
+pub const BUILTIN_SPECS: &str = "mlp, resnet (alias resnet20), vgg, auto";
+
 impl SpecSource {
+    /// The built-in spec called `name` (see [`BUILTIN_SPECS`]), or `None`
+    /// when `name` is not one (callers then read it as a spec file's path).
+    pub fn builtin(name: &str) -> Option<Self> {
+        match name {
+            "mlp" => Some(Self::InferMlp),
+            "resnet" | "resnet20" => Some(Self::InferResnet),
+            "vgg" => Some(Self::InferVgg),
+            "auto" => Some(Self::InferAny),
+            _ => None,
+        }
+    }
+
+    /// The unvalidated spec for `params`.
+    pub fn spec_for(&self, params: &crate::params::ParamSet) -> Result<PermutationSpec, SpecError> {
+        match self {
+            Self::InferMlp => super::infer_mlp_spec(params),
+            Self::InferResnet => super::infer_resnet_spec(params),
+            Self::InferVgg => super::infer_vgg_spec(params),
+            Self::InferAny => infer_any(params).map(|(_, spec)| spec),
+            Self::Given(spec) => Ok(spec.clone()),
+        }
+    }
+
     /// The spec for `params`, validated against it.
     pub fn resolve(
         &self,
         params: &crate::params::ParamSet,
     ) -> Result<super::ValidatedSpec, SpecError> {
-        match self {
-            Self::InferMlp => super::infer_mlp_spec(params)?.validate(params),
-            Self::Given(spec) => spec.validate(params),
+        self.spec_for(params)?.validate(params)
+    }
+}
+
+/// A built-in spec's inference from a model's names and shapes.
+type Infer = fn(&crate::params::ParamSet) -> Result<PermutationSpec, SpecError>;
+
+/// The first built-in layout (mlp, resnet, vgg) whose inferred spec fits
+/// `params` and validates against it, with its name; else every layout's
+/// reason, so a user sees why none fits.
+pub fn infer_any(
+    params: &crate::params::ParamSet,
+) -> Result<(&'static str, PermutationSpec), SpecError> {
+    let tries: [(&'static str, Infer); 3] = [
+        ("mlp", super::infer_mlp_spec),
+        ("resnet", super::infer_resnet_spec),
+        ("vgg", super::infer_vgg_spec),
+    ];
+    let mut reasons = Vec::new();
+    for (name, infer) in tries {
+        match infer(params).and_then(|spec| spec.validate(params).map(|_| spec)) {
+            Ok(spec) => return Ok((name, spec)),
+            Err(e) => reasons.push(e.to_string()),
         }
     }
+    Err(SpecError::NoneFits(reasons))
 }
