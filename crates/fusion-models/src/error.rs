@@ -8,6 +8,25 @@ pub enum ModelError {
     /// A parameter set that is not the MLP it should be.
     #[error("not an MLP in PyTorch layout: {0}")]
     NotAnMlp(String),
+    /// A parameter set that is not the CNN (`resnet`, `vgg`) asked for.
+    #[error("not a {family} in PyTorch layout: {reason}")]
+    NotArchitecture {
+        /// `resnet` or `vgg`.
+        family: &'static str,
+        /// The tensor at fault and how.
+        reason: String,
+    },
+    /// A parameter set of none of the built-in architectures.
+    #[error("not a built-in architecture: {0}")]
+    Unrecognised(String),
+    /// A `--model` name that is not a built-in architecture.
+    #[error("bad model `{given}`: {reason}")]
+    BadArchitecture {
+        /// The name as given.
+        given: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A parameter set that does not fit the data (input width or classes).
     #[error("model expects {model} {what}, the data has {data}")]
     DataMismatch {
