@@ -2,10 +2,10 @@
 
 use burn::tensor::Device;
 use fusion_data::Dataset;
-use fusion_models::Mlp;
+use fusion_models::{Mlp, Network};
 
 use crate::error::TrainError;
-use crate::tensors::{host, inputs};
+use crate::tensors::{host, images};
 
 /// Examples per evaluation batch: large enough to keep the device busy,
 /// small enough that 10k×512 activations stay a few MB.
@@ -20,16 +20,37 @@ pub struct Metrics {
     pub accuracy: f64,
 }
 
-/// Evaluates `model` (on `device`) over all of `data`.
+/// Evaluates the MLP `model` (on `device`) over all of `data`.
 pub fn evaluate(model: &Mlp, data: &Dataset, device: &Device) -> Result<Metrics, TrainError> {
     evaluate_ensemble(&[model], data, device)
 }
 
-/// Evaluates the output ensemble of `models`: class probabilities averaged
-/// over the models (the upper reference a merged model is compared with).
-/// One model is plain evaluation.
+/// Evaluates the output ensemble of the MLPs `models`: class probabilities
+/// averaged over the models (the upper reference a merged model is
+/// compared with). One model is plain evaluation.
 pub fn evaluate_ensemble(
     models: &[&Mlp],
+    data: &Dataset,
+    device: &Device,
+) -> Result<Metrics, TrainError> {
+    // burn modules share their tensors when cloned: no copy of weights.
+    let networks: Vec<Network> = models.iter().map(|m| Network::Mlp((*m).clone())).collect();
+    evaluate_networks(&networks.iter().collect::<Vec<_>>(), data, device)
+}
+
+/// Evaluates any built-in network (in evaluation mode: BatchNorm uses its
+/// running statistics) over all of `data`.
+pub fn evaluate_network(
+    model: &Network,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Metrics, TrainError> {
+    evaluate_networks(&[model], data, device)
+}
+
+/// The output ensemble of any built-in networks, as [`evaluate_ensemble`].
+pub fn evaluate_networks(
+    models: &[&Network],
     data: &Dataset,
     device: &Device,
 ) -> Result<Metrics, TrainError> {
@@ -44,14 +65,14 @@ pub fn evaluate_ensemble(
         });
     }
     for model in models {
-        model.check_data(data.features(), data.classes())?;
+        model.check_data(data.shape(), data.classes())?;
     }
     let classes = data.classes();
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let indices: Vec<usize> = (0..data.len()).collect();
     for chunk in indices.chunks(EVAL_BATCH) {
         let (x, y) = data.batch(chunk);
-        let x = inputs(x, chunk.len(), data.features(), device);
+        let x = images(x, chunk.len(), data.shape(), device);
         let mut probs = vec![0.0f64; chunk.len() * classes];
         for model in models {
             let logits = host(model.forward(x.clone()));

@@ -11,6 +11,7 @@
 //! `docs/benchmarks.md`) and wgpu by flag.
 
 mod activation_matching;
+mod batch_norm;
 mod config;
 mod distill;
 mod error;
@@ -23,12 +24,15 @@ mod tensors;
 mod train;
 
 pub use activation_matching::activation_matching;
+pub use batch_norm::reset_batch_norm;
 pub use config::TrainConfig;
 pub use distill::{DistillConfig, Distiller};
 pub use error::TrainError;
-pub use evaluate::{EVAL_BATCH, Metrics, evaluate, evaluate_ensemble};
+pub use evaluate::{
+    EVAL_BATCH, Metrics, evaluate, evaluate_ensemble, evaluate_network, evaluate_networks,
+};
 pub use optimizer::OptimizerKind;
 pub use progress::Progress;
 pub use score::TestSetScorer;
 pub use statistics::client_statistics;
-pub use train::{TrainSummary, train};
+pub use train::{TrainSummary, train, train_network};

@@ -7,6 +7,13 @@ pub fn inputs(x: Vec<f32>, n: usize, features: usize, device: &Device) -> Tensor
     Tensor::<2>::from_data(TensorData::new(x, [n, features]), device)
 }
 
+/// A batch of images `[n, c, h, w]` on `device`, from rows of `c·h·w`
+/// channel-major values: what [`fusion_models::Network::forward`] takes.
+pub fn images(x: Vec<f32>, n: usize, shape: [usize; 3], device: &Device) -> Tensor<4> {
+    let [c, h, w] = shape;
+    Tensor::<4>::from_data(TensorData::new(x, [n, c, h, w]), device)
+}
+
 /// Class labels as an integer tensor on `device`.
 pub fn targets(y: &[u8], device: &Device) -> Tensor<1, Int> {
     let y: Vec<i64> = y.iter().map(|&l| i64::from(l)).collect();

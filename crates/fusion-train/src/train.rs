@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use fusion_data::Dataset;
-use fusion_models::Mlp;
+use fusion_models::{Mlp, Network};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::progress::Progress;
-use crate::tensors::{inputs, targets};
+use crate::tensors::{images, targets};
 
 /// What a training run did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -32,35 +32,52 @@ pub struct TrainSummary {
     pub seconds: f64,
 }
 
-/// Trains `model` on `data` with `config`, on `device` (plain or autodiff;
-/// gradients are tracked on its autodiff twin). Returns the trained model on
-/// `device` without autodiff, ready to evaluate or export.
-///
-/// Batches are drawn from a fresh shuffle each epoch, seeded by
-/// `config.seed` and the epoch, so runs are reproducible on a given backend.
+/// Trains the MLP `model` on `data` with `config`: [`train_network`] for
+/// callers that hold an [`Mlp`].
 pub fn train(
     model: Mlp,
     data: &Dataset,
     config: &TrainConfig,
     device: &Device,
 ) -> Result<(Mlp, TrainSummary), TrainError> {
+    let (trained, summary) = train_network(Network::Mlp(model), data, config, device)?;
+    match trained {
+        Network::Mlp(mlp) => Ok((mlp, summary)),
+        // train_network returns the architecture it was given.
+        _ => Err(TrainError::BadSetting {
+            name: "model",
+            value: "mlp".into(),
+            reason: "training returned another architecture".into(),
+        }),
+    }
+}
+
+/// Trains `model` (any built-in network) on `data` with `config`, on
+/// `device` (plain or autodiff; gradients are tracked on its autodiff
+/// twin). Returns the trained model on `device` without autodiff, ready to
+/// evaluate or export; BatchNorm layers keep the running statistics they
+/// gathered.
+///
+/// Batches are drawn from a fresh shuffle each epoch, seeded by
+/// `config.seed` and the epoch, so runs are reproducible on a given backend.
+pub fn train_network(
+    model: Network,
+    data: &Dataset,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<(Network, TrainSummary), TrainError> {
     config.validate()?;
     if data.is_empty() {
         return Err(TrainError::EmptyData("training data"));
     }
-    model.check_data(data.features(), data.classes())?;
+    model.check_data(data.shape(), data.classes())?;
     let started = Instant::now();
     let autodiff = device.clone().autodiff();
     let start = model.to_params();
-    let mut model = Mlp::from_params(&start, &autodiff)?;
+    let mut model = Network::from_params(&start, &autodiff)?;
     // FedProx anchors: the starting weights, constant (no gradient).
-    let anchors: Vec<(Tensor<2>, Option<Tensor<1>>)> = if config.proximal_mu > 0.0 {
-        let fixed = Mlp::from_params(&start, device)?;
-        fixed
-            .layers
-            .iter()
-            .map(|l| (l.weight.val(), l.bias.as_ref().map(|b| b.val())))
-            .collect()
+    let anchors: Vec<Tensor<1>> = if config.proximal_mu > 0.0 {
+        flat_params(&Network::from_params(&start, device)?)
     } else {
         Vec::new()
     };
@@ -87,13 +104,14 @@ pub fn train(
         let mut losses: Vec<Tensor<1>> = Vec::with_capacity(batches);
         for chunk in order.chunks(config.batch) {
             let (x, y) = data.batch(chunk);
-            let x = inputs(x, chunk.len(), data.features(), &autodiff);
+            let x = images(x, chunk.len(), data.shape(), &autodiff);
             let logits = model.forward(x);
             let mut loss = loss_fn.forward(logits, targets(&y, &autodiff));
             losses.push(loss.clone().inner() * chunk.len() as f32);
             if config.proximal_mu > 0.0 {
                 loss = loss
-                    + proximal_term(&model, &anchors, device) * (config.proximal_mu / 2.0) as f32;
+                    + proximal_term(&model, &anchors, &autodiff)
+                        * (config.proximal_mu / 2.0) as f32;
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optimizer.step(config.lr, model, grads);
@@ -133,21 +151,32 @@ pub(crate) fn shuffle_for_epoch(order: &mut [usize], seed: u64, epoch: usize) {
     order.shuffle(&mut rng);
 }
 
-/// ‖w − w₀‖² over every layer, tracked for autodiff through `model`.
-fn proximal_term(
-    model: &Mlp,
-    anchors: &[(Tensor<2>, Option<Tensor<1>>)],
-    device: &Device,
-) -> Tensor<1> {
-    let autodiff = device.clone().autodiff();
-    let mut total = Tensor::<1>::zeros([1], &autodiff);
-    for (layer, (w0, b0)) in model.layers.iter().zip(anchors) {
-        let dw = layer.weight.val() - w0.clone().autodiff();
-        total = total + dw.powf_scalar(2.0).sum();
-        if let (Some(b), Some(b0)) = (&layer.bias, b0) {
-            let db = b.val() - b0.clone().autodiff();
-            total = total + db.powf_scalar(2.0).sum();
+/// ‖w − w₀‖² over every trainable tensor (norm scales and shifts
+/// included, running statistics not), tracked for autodiff through `model`.
+fn proximal_term(model: &Network, anchors: &[Tensor<1>], autodiff: &Device) -> Tensor<1> {
+    let current = flat_params(model);
+    let mut total: Option<Tensor<1>> = None;
+    for (w, w0) in current.into_iter().zip(anchors) {
+        let term = (w - w0.clone().autodiff()).powf_scalar(2.0).sum();
+        total = Some(match total {
+            Some(t) => t + term,
+            None => term,
+        });
+    }
+    total.unwrap_or_else(|| Tensor::zeros([1], autodiff))
+}
+
+/// Every float parameter of `model`, flattened, in the module's order.
+fn flat_params(model: &Network) -> Vec<Tensor<1>> {
+    struct Flatten(Vec<Tensor<1>>);
+    impl ModuleVisitor for Flatten {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            let n = t.shape().num_elements();
+            self.0.push(t.reshape([n]));
         }
     }
-    total
+    let mut visitor = Flatten(Vec::new());
+    model.visit(&mut visitor);
+    visitor.0
 }

@@ -292,3 +292,6 @@ fn divergence_is_reported_not_hidden() {
 
 #[path = "training/distillation.rs"]
 mod distillation;
+
+#[path = "training/cnn.rs"]
+mod cnn;
