@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use fusion_core::{ComputeBackend, Reference, StrategyConfig, StrategyKind};
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
-use fusion_models::MlpArchitecture;
+use fusion_models::{Architecture, MlpArchitecture};
 use fusion_train::OptimizerKind;
 
 /// Align and merge neural networks by permuting hidden units (Git Re-Basin).
@@ -215,8 +215,10 @@ pub struct StrategyArgs {
 /// How weight matching runs; shared by `align` and `merge`.
 #[derive(Debug, Args)]
 pub struct MatchArgs {
-    /// Permutation spec: `mlp` (inferred chain of Linear layers) or a TOML
-    /// or JSON spec file.
+    /// Permutation spec: a built-in layout inferred from the tensor names
+    /// (`mlp`: a chain of Linear layers; `resnet` or `resnet20`: a CIFAR
+    /// ResNet; `vgg`: convolutions then a classifier; `auto`: whichever
+    /// fits) or a TOML or JSON spec file.
     #[arg(long, default_value = "mlp")]
     pub spec: String,
     /// Where cost matrices are computed.
@@ -272,6 +274,15 @@ pub struct MergeArgs {
     /// Matching options (ignored by `average`).
     #[command(flatten)]
     pub matching: MatchArgs,
+    /// Re-estimate the merged model's BatchNorm statistics on this many
+    /// batches of 250 examples of --dataset's training set (averaged
+    /// running statistics do not describe the merged network). Needs a
+    /// ResNet or VGG with BatchNorm.
+    #[arg(long, default_value_t = 0)]
+    pub reset_bn_batches: usize,
+    /// Data for --reset-bn-batches.
+    #[arg(long, value_parser = parse_dataset)]
+    pub dataset: Option<DataSource>,
     /// Where to write the merged model.
     #[arg(long)]
     pub out: PathBuf,
@@ -468,9 +479,12 @@ impl ShardArgs {
 /// Local training settings; shared by `train`, `experiment` and `demo`.
 #[derive(Debug, Args)]
 pub struct TrainingArgs {
-    /// Network: `mlp` (= mlp:512x3, the paper's), `mlp:WIDTHxDEPTH` or `mlp:W1,W2,…`.
-    #[arg(long, default_value = "mlp:512x3", value_parser = parse_model)]
-    pub model: MlpArchitecture,
+    /// Network: `mlp` (= mlp:512x3, the paper's), `mlp:WIDTHxDEPTH`,
+    /// `mlp:W1,W2,…`; `resnet20`, `resnet20x2`, … (CIFAR ResNet, width
+    /// multiplier after x); `vgg11`, `vgg16:32`, … (VGG, first-stage
+    /// channels after :); `-ln` for LayerNorm instead of BatchNorm.
+    #[arg(long, default_value = "mlp:512x3", value_parser = parse_network)]
+    pub model: Architecture,
     /// Passes over the training data.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
@@ -538,6 +552,11 @@ pub struct InterpolateArgs {
     /// Seed of weight matching's permutation order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Re-estimate the BatchNorm statistics of every interpolated model on
+    /// this many training batches of 250 before scoring it (0: keep the
+    /// interpolated statistics). Only BatchNorm CNNs are affected.
+    #[arg(long, default_value_t = 0)]
+    pub reset_bn_batches: usize,
     /// Directory for curves (JSON, CSV) and the plot (SVG, PNG).
     #[arg(long)]
     pub out: PathBuf,
@@ -613,6 +632,11 @@ fn parse_shard(s: &str) -> Result<ShardRef, String> {
 fn parse_model(s: &str) -> Result<MlpArchitecture, String> {
     s.parse()
         .map_err(|e: fusion_core::ArchitectureError| e.to_string())
+}
+
+fn parse_network(s: &str) -> Result<Architecture, String> {
+    s.parse()
+        .map_err(|e: fusion_models::ModelError| e.to_string())
 }
 
 fn parse_optimizer(s: &str) -> Result<OptimizerKind, String> {

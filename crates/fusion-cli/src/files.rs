@@ -95,10 +95,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write '{}'", path.display()))
 }
 
-/// `mlp` or a spec file path.
+/// A built-in layout (`mlp`, `resnet`, `vgg`, `auto`) or a spec file path.
 pub fn read_spec(arg: &str) -> Result<SpecSource> {
-    if arg == "mlp" {
-        return Ok(SpecSource::InferMlp);
+    if let Some(builtin) = SpecSource::builtin(arg) {
+        return Ok(builtin);
     }
     let text = fs::read_to_string(arg).with_context(|| format!("cannot read spec file '{arg}'"))?;
     let spec = PermutationSpec::parse(&text).with_context(|| format!("spec file '{arg}'"))?;

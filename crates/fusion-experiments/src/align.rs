@@ -5,7 +5,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use fusion_core::{MatchOptions, ParamSet, weight_matching};
 use fusion_data::Dataset;
-use fusion_models::Mlp;
+use fusion_models::Network;
 use fusion_train::activation_matching;
 
 use crate::error::ExperimentError;
@@ -34,7 +34,7 @@ pub fn align(
     seed: u64,
 ) -> Result<Aligned, ExperimentError> {
     let start = Instant::now();
-    let model_a = Mlp::from_params(a, device)?;
+    let model_a = Network::from_params(a, device)?;
     let spec = model_a.permutation_spec()?.validate(a)?;
     spec.check_layout(b)?;
     let perms = match method {
@@ -46,10 +46,18 @@ pub fn align(
             };
             weight_matching(&spec, a, b, device, &options)?.perms
         }
-        Method::Activation => {
-            let model_b = Mlp::from_params(b, device)?;
-            activation_matching(&spec, &model_a, &model_b, train, device)?
-        }
+        Method::Activation => match (&model_a, Network::from_params(b, device)?) {
+            (Network::Mlp(model_a), Network::Mlp(model_b)) => {
+                activation_matching(&spec, model_a, &model_b, train, device)?
+            }
+            _ => {
+                return Err(ExperimentError::BadSetting(
+                    "activation matching of convolutions is not built yet; \
+                     use --method naive,weight"
+                        .into(),
+                ));
+            }
+        },
     };
     let seconds = start.elapsed().as_secs_f64();
     let total: usize = perms.iter().map(|p| p.len()).sum();

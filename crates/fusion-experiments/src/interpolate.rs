@@ -4,8 +4,8 @@
 use burn::tensor::Device;
 use fusion_core::ParamSet;
 use fusion_data::TrainTest;
-use fusion_models::Mlp;
-use fusion_train::{Metrics, evaluate};
+use fusion_models::Network;
+use fusion_train::{EVAL_BATCH, Metrics, evaluate_network, reset_batch_norm};
 
 use crate::align::{align, lerp};
 use crate::error::ExperimentError;
@@ -55,6 +55,12 @@ pub fn lambdas(steps: usize) -> Vec<f64> {
 
 /// Interpolates between `a` and `b` on `data.test` for each method.
 /// `steps` is the number of λ values (25 in the paper); odd counts hit 0.5.
+/// Any built-in network works (MLP, ResNet, VGG). With a non-zero
+/// `reset_bn_batches`, every interpolated network's BatchNorm statistics are measured
+/// again on that many training batches before it is scored (the end
+/// models keep their own): without it, a BatchNorm network's barrier
+/// mostly measures stale statistics.
+#[allow(clippy::too_many_arguments)]
 pub fn interpolate(
     a: &ParamSet,
     b: &ParamSet,
@@ -63,18 +69,30 @@ pub fn interpolate(
     steps: usize,
     device: &Device,
     seed: u64,
+    reset_bn_batches: usize,
 ) -> Result<Interpolation, ExperimentError> {
     if steps < 2 {
         return Err(ExperimentError::BadSetting(format!(
             "--steps {steps}: need at least 2 (λ = 0 and 1)"
         )));
     }
-    let eval = |params: &ParamSet| -> Result<Metrics, ExperimentError> {
-        let model = Mlp::from_params(params, device)?;
-        Ok(evaluate(&model, &data.test, device)?)
+    let score = |params: &ParamSet, reset: bool| -> Result<Metrics, ExperimentError> {
+        let mut model = Network::from_params(params, device)?;
+        if reset {
+            model = reset_batch_norm(
+                model,
+                &data.train,
+                reset_bn_batches,
+                EVAL_BATCH / 4,
+                seed,
+                device,
+            )?;
+        }
+        Ok(evaluate_network(&model, &data.test, device)?)
     };
-    let end_a = eval(a)?;
-    let end_b = eval(b)?;
+    let eval = |params: &ParamSet| score(params, reset_bn_batches > 0);
+    let end_a = score(a, false)?;
+    let end_b = score(b, false)?;
     let grid = lambdas(steps);
     let mut curves = Vec::with_capacity(methods.len());
     for &method in methods {

@@ -107,6 +107,7 @@ pub fn split_merge(
         config.steps,
         device,
         config.train.seed,
+        0,
     )?;
     let mut rows = vec![
         Row {

@@ -59,6 +59,7 @@ fn weight_matching_lowers_the_barrier_between_independent_models() {
         5,
         &device(),
         0,
+        0,
     )
     .expect("interpolate");
     let barrier = |m: Method| {

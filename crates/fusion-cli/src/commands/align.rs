@@ -3,7 +3,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use fusion_core::{PermMoved, weight_matching};
+use fusion_core::{Device, ParamSet, PermMoved, weight_matching};
+use fusion_models::{SAME_FUNCTION_TOLERANCE, permuted_output_difference};
 use serde_json::json;
 
 use super::report::{moved_summary, print_json};
@@ -33,6 +34,7 @@ pub fn run(args: AlignArgs) -> Result<()> {
     let found = weight_matching(&spec, &a, &b, &m.device, &m.options).context("weight matching")?;
     let seconds = start.elapsed().as_secs_f64();
     let aligned = spec.apply(&b, &found.perms)?;
+    let check = check_function(&b, &aligned, &m.device)?;
     write_model(&args.out, &aligned)?;
 
     let moved = PermMoved::list(&spec, &found.perms);
@@ -55,6 +57,10 @@ pub fn run(args: AlignArgs) -> Result<()> {
             "certified": found.certified,
             "corrected": found.corrected,
             "backend": args.matching.backend.to_string(),
+            "function_check": match &check {
+                FunctionCheck::Same(d) => json!({ "relative_difference": d }),
+                FunctionCheck::NotChecked(why) => json!({ "skipped": why }),
+            },
             "out": args.out.display().to_string(),
         }))
     } else {
@@ -68,7 +74,41 @@ pub fn run(args: AlignArgs) -> Result<()> {
             found.initial_objective,
             found.final_objective()
         );
+        match &check {
+            FunctionCheck::Same(d) => println!(
+                "  outputs of permuted B equal B's on random inputs (relative difference {d:.1e})"
+            ),
+            FunctionCheck::NotChecked(why) => {
+                println!("  outputs not checked (no built-in forward pass for this model: {why})")
+            }
+        }
         println!("  wrote {}", args.out.display());
         Ok(())
+    }
+}
+
+/// What the permuted-output check found.
+enum FunctionCheck {
+    /// Same outputs, up to this relative difference.
+    Same(f32),
+    /// No built-in forward pass fits the model (a spec file's own
+    /// architecture); the reason.
+    NotChecked(String),
+}
+
+/// Runs B and permuted B on random inputs when B is a built-in network, so
+/// that a spec which validates but permutes a wrong axis of the same size
+/// (or leaves a tensor out) is refused before anything is written, rather
+/// than producing a broken model with exit status 0.
+fn check_function(b: &ParamSet, permuted: &ParamSet, device: &Device) -> Result<FunctionCheck> {
+    match permuted_output_difference(b, permuted, 8, 0x000A_119E, device) {
+        Ok(d) if d <= SAME_FUNCTION_TOLERANCE => Ok(FunctionCheck::Same(d)),
+        Ok(d) => anyhow::bail!(
+            "the spec does not keep the model's function: permuted B's outputs differ from B's \
+             by {d:.3} of their scale on random inputs (float rounding stays below \
+             {SAME_FUNCTION_TOLERANCE:e}); a permutation acts on a wrong axis or misses a \
+             tensor. Nothing was written"
+        ),
+        Err(e) => Ok(FunctionCheck::NotChecked(e.to_string())),
     }
 }

@@ -7,7 +7,7 @@ use fusion_experiments::{
     SplitMergeConfig, interpolation_csv, interpolation_figure, split_merge, split_merge_csv,
     split_merge_table,
 };
-use fusion_models::MlpArchitecture;
+use fusion_models::{Architecture, MlpArchitecture};
 use fusion_train::{OptimizerKind, TrainConfig};
 
 use super::outputs::{list, write_outputs};
@@ -18,9 +18,16 @@ use crate::options::{load_data, train_config};
 
 /// Runs `fusion experiment split-merge`.
 pub fn run_split_merge(args: SplitMergeArgs) -> Result<()> {
+    let Architecture::Mlp(arch) = &args.training.model else {
+        anyhow::bail!(
+            "--model {}: split-merge trains and merges MLPs only for now; align CNNs \
+             trained by `fusion train` with `fusion align --spec resnet|vgg`",
+            args.training.model
+        );
+    };
     let config = SplitMergeConfig {
         split: args.split,
-        arch: args.training.model.clone(),
+        arch: arch.clone(),
         train: train_config(&args.training, "model"),
         steps: args.steps,
         split_seed: args.split_seed,

@@ -3,7 +3,7 @@
 use std::fs;
 
 use anyhow::{Context, Result};
-use fusion_core::{ParamSet, describe_safetensors, infer_mlp_spec, safetensors_metadata};
+use fusion_core::{ParamSet, describe_safetensors, infer_any, safetensors_metadata};
 use fusion_net::LogSafe;
 use serde_json::json;
 
@@ -22,7 +22,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .with_context(|| format!("model '{path}'"))?
         .into_iter()
         .collect();
-    let spec = infer_mlp_spec(&params);
+    // Which built-in layout fits (mlp, resnet, vgg), or each one's reason.
+    let spec = infer_any(&params);
     let total: usize = infos
         .iter()
         .map(|t| t.shape.iter().product::<usize>())
@@ -34,8 +35,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "tensors": infos,
             "parameters": total,
             "metadata": metadata,
-            "mlp_spec": spec.as_ref().map(|s| s.to_toml()).ok(),
-            "mlp_spec_error": spec.as_ref().err().map(|e| e.to_string()),
+            "layout": spec.as_ref().map(|(name, _)| *name).ok(),
+            "spec": spec.as_ref().map(|(_, s)| s.to_toml()).ok(),
+            "spec_error": spec.as_ref().err().map(|e| e.to_string()),
         }));
     }
     let width = infos.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
@@ -53,11 +55,15 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
     }
     match spec {
-        Ok(spec) => {
-            println!("\ninferred mlp spec (save it and pass --spec FILE to edit):\n");
+        Ok((layout, spec)) => {
+            println!(
+                "\nlayout: {layout} (align with --spec {layout}); its spec, to save and pass as --spec FILE to edit:\n"
+            );
             print!("{}", spec.to_toml());
         }
-        Err(e) => println!("\nno mlp spec: {e}"),
+        Err(e) => {
+            println!("\n{e}\nwrite a spec file for this model (README, \"Permutation specs\")")
+        }
     }
     Ok(())
 }

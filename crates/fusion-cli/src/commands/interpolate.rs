@@ -19,14 +19,23 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
     let b = read_model(&args.b)?;
     let data = load_data(&args.data.dataset)?;
     let device = args.backend.device()?;
-    let result = interpolate(&a, &b, &data, &methods, args.steps, &device, args.seed)
-        .with_context(|| {
-            format!(
-                "interpolating '{}' → '{}'",
-                args.a.display(),
-                args.b.display()
-            )
-        })?;
+    let result = interpolate(
+        &a,
+        &b,
+        &data,
+        &methods,
+        args.steps,
+        &device,
+        args.seed,
+        args.reset_bn_batches,
+    )
+    .with_context(|| {
+        format!(
+            "interpolating '{}' → '{}'",
+            args.a.display(),
+            args.b.display()
+        )
+    })?;
     let json = serde_json::to_string_pretty(&result)?;
     let title = format!(
         "Interpolation on {} ({} test examples)",

@@ -63,7 +63,11 @@ pub fn run(args: MergeArgs) -> Result<()> {
         .merge(&RoundContext::default(), &models)
         .context("merge failed")?;
     let seconds = start.elapsed().as_secs_f64();
-    write_model(&args.out, &outcome.merged)?;
+    let merged = match args.reset_bn_batches {
+        0 => outcome.merged,
+        batches => reset_statistics(&args, outcome.merged, batches)?,
+    };
+    write_model(&args.out, &merged)?;
 
     if args.json {
         let reports: Vec<_> = outcome
@@ -139,4 +143,43 @@ fn weights(args: &MergeArgs, counts: &[Option<f64>]) -> (Vec<f64>, &'static str,
         "equal (no counts given)",
         Some(warning),
     )
+}
+
+/// The merged model with its BatchNorm statistics measured again on
+/// `batches` batches of `--dataset`'s training set (250 examples each).
+fn reset_statistics(args: &MergeArgs, merged: ParamSet, batches: usize) -> Result<ParamSet> {
+    let source = args
+        .dataset
+        .as_ref()
+        .context("--reset-bn-batches needs --dataset (the data to measure the statistics on)")?;
+    let device = args.matching.backend.device()?;
+    let network = fusion_models::Network::from_params(&merged, &device)
+        .context("--reset-bn-batches needs a built-in ResNet or VGG")?;
+    if network.clone().batch_norms_mut().is_empty() {
+        anyhow::bail!("--reset-bn-batches: the merged model has no BatchNorm layer");
+    }
+    let data = crate::options::load_data(source)?;
+    let network = fusion_train::reset_batch_norm(
+        network,
+        &data.train,
+        batches,
+        250,
+        args.matching.seed,
+        &device,
+    )
+    .context("re-estimating BatchNorm statistics")?;
+    // Only running statistics changed; they go back into the merged set,
+    // which keeps its tensor order and integer tensors.
+    let mut out = merged;
+    for (name, t) in network.to_params().iter() {
+        let position = out
+            .position(name)
+            .with_context(|| format!("tensor '{name}' is not in the merged model"))?;
+        let target = out.at_mut(position).data_mut();
+        if target.len() != t.data().len() {
+            bail!("tensor '{name}' changed size while re-estimating statistics");
+        }
+        target.copy_from_slice(t.data());
+    }
+    Ok(out)
 }

@@ -1,8 +1,8 @@
 //! `fusion train`: train a model on a dataset or on one client's shard.
 
 use anyhow::{Context, Result};
-use fusion_models::Mlp;
-use fusion_train::{evaluate, train};
+use fusion_models::Network;
+use fusion_train::{evaluate_network, train_network};
 use serde_json::json;
 
 use super::report::print_json;
@@ -15,16 +15,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let data = load_data(&args.data.dataset)?;
     let (train_set, shard_text) = args.shard.select(&data.train)?;
     let device = args.training.backend.device()?;
-    let model = Mlp::for_data(
+    let model = Network::init(
         &args.training.model,
-        train_set.features(),
+        train_set.shape(),
         train_set.classes(),
         args.training.seed,
         &device,
     );
     let config = train_config(&args.training, "train");
-    let (model, summary) = train(model, &train_set, &config, &device).context("training failed")?;
-    let test = evaluate(&model, &data.test, &device)?;
+    let (model, summary) =
+        train_network(model, &train_set, &config, &device).context("training failed")?;
+    let test = evaluate_network(&model, &data.test, &device)?;
     write_trained_model(&args.out, &model.to_params(), train_set.len())?;
     if args.json {
         return print_json(&json!({

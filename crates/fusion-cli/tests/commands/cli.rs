@@ -324,3 +324,123 @@ fn inspect_prints_the_inferred_spec() {
         "{text}"
     );
 }
+
+#[test]
+fn align_refuses_a_spec_on_a_wrong_axis_of_the_same_size() {
+    // Two hidden layers of 8: a spec that puts P_0 on the rows of the
+    // middle weight and P_1 on its columns validates (every size fits) but
+    // breaks the function. fusion align must notice and write nothing.
+    let dir = scratch("align-wrong-axis");
+    let a = synthetic::random_mlp(&[12, 8, 8, 3], 15);
+    let spec = infer_mlp_spec(&a)
+        .expect("mlp")
+        .validate(&a)
+        .expect("valid");
+    let b = spec
+        .apply(&a, &synthetic::random_permutations(spec.sizes(), 16))
+        .expect("apply");
+    let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    write(&pa, &a);
+    write(&pb, &b);
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        "[permutations]\n\
+         P_0 = [\"layers.0.weight:0\", \"layers.0.bias:0\", \"layers.1.weight:0\"]\n\
+         P_1 = [\"layers.1.weight:1\", \"layers.1.bias:0\", \"layers.2.weight:1\"]\n",
+    )
+    .expect("spec");
+    let out_path = dir.join("out.safetensors");
+    let args = ["align", "--a", s(&pa), "--b", s(&pb), "--out", s(&out_path)];
+    let out = fusion(&[&args[..], &["--spec", s(&wrong)]].concat());
+    assert!(!out.status.success());
+    let line = stderr_line(&out);
+    assert!(
+        line.contains("does not keep the model's function"),
+        "{line}"
+    );
+    assert!(!out_path.exists(), "a wrong spec must not write a model");
+
+    // The right spec passes the same check and says so.
+    let out = fusion(&[&args[..], &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let d = v["function_check"]["relative_difference"]
+        .as_f64()
+        .expect("checked");
+    assert!(d < 1e-5, "{d}");
+}
+
+#[test]
+fn align_and_inspect_know_resnet_and_vgg() {
+    use fusion_models::{Architecture, Network};
+    let dir = scratch("align-cnn");
+    let device = fusion_core::ComputeBackend::Flex.device().expect("flex");
+    for (arch, spec) in [("resnet20", "resnet20"), ("vgg11:4", "vgg")] {
+        let arch: Architecture = arch.parse().expect("arch");
+        let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+        for (seed, path) in [(1, &pa), (2, &pb)] {
+            write(
+                path,
+                &Network::init(&arch, [1, 28, 28], 10, seed, &device).to_params(),
+            );
+        }
+        let out_path = dir.join("out.safetensors");
+        let out = fusion(&[
+            "align",
+            "--a",
+            s(&pa),
+            "--b",
+            s(&pb),
+            "--out",
+            s(&out_path),
+            "--spec",
+            spec,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert!(
+            v["function_check"]["relative_difference"]
+                .as_f64()
+                .expect("checked")
+                < 1e-5,
+            "{v}"
+        );
+        let moved: u64 = v["moved"]
+            .as_array()
+            .expect("moved")
+            .iter()
+            .map(|m| m["moved"].as_u64().expect("count"))
+            .sum();
+        assert!(moved > 0, "two seeds should need some permuting: {v}");
+
+        let out = fusion(&["inspect", s(&pa)]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let family = if spec == "vgg" { "vgg" } else { "resnet" };
+        assert!(text.contains(&format!("layout: {family}")), "{text}");
+        // The other family's spec is refused with the reason.
+        let other = if family == "vgg" { "resnet" } else { "vgg" };
+        let out = fusion(&[
+            "align",
+            "--a",
+            s(&pa),
+            "--b",
+            s(&pb),
+            "--out",
+            s(&out_path),
+            "--spec",
+            other,
+        ]);
+        assert!(!out.status.success());
+        assert!(stderr_line(&out).contains(&format!("cannot infer a {other} spec")));
+    }
+}

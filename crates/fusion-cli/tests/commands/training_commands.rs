@@ -175,7 +175,7 @@ fn bad_data_flags_fail_with_one_clear_line() {
         (&["train", "--shard", "2/2", "--out", s(&out)], "0 <= i < N"),
         (
             &["train", "--model", "cnn", "--out", s(&out)],
-            "expected `mlp`",
+            "expected mlp[:WIDTHxDEPTH], resnet20",
         ),
     ];
     for (args, needle) in cases {
