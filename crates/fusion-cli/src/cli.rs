@@ -557,6 +557,13 @@ pub struct InterpolateArgs {
     /// interpolated statistics). Only BatchNorm CNNs are affected.
     #[arg(long, default_value_t = 0)]
     pub reset_bn_batches: usize,
+    /// REPAIR every interpolated model: rescale each channel of a CNN so
+    /// its mean and standard deviation are the interpolation of A's and
+    /// B's, measured on this many training batches of 250 (0: off). One
+    /// pass over them per norm layer, for every λ: slower than
+    /// --reset-bn-batches, and it also works with LayerNorm.
+    #[arg(long, default_value_t = 0)]
+    pub repair_batches: usize,
     /// Directory for curves (JSON, CSV) and the plot (SVG, PNG).
     #[arg(long)]
     pub out: PathBuf,

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use fusion_core::{MatchOptions, ParamSet, weight_matching};
 use fusion_data::Dataset;
 use fusion_models::Network;
-use fusion_train::activation_matching;
+use fusion_train::activation_matching_network;
 
 use crate::error::ExperimentError;
 use crate::method::Method;
@@ -46,18 +46,10 @@ pub fn align(
             };
             weight_matching(&spec, a, b, device, &options)?.perms
         }
-        Method::Activation => match (&model_a, Network::from_params(b, device)?) {
-            (Network::Mlp(model_a), Network::Mlp(model_b)) => {
-                activation_matching(&spec, model_a, &model_b, train, device)?
-            }
-            _ => {
-                return Err(ExperimentError::BadSetting(
-                    "activation matching of convolutions is not built yet; \
-                     use --method naive,weight"
-                        .into(),
-                ));
-            }
-        },
+        Method::Activation => {
+            let model_b = Network::from_params(b, device)?;
+            activation_matching_network(&spec, &model_a, &model_b, train, device)?
+        }
     };
     let seconds = start.elapsed().as_secs_f64();
     let total: usize = perms.iter().map(|p| p.len()).sum();

@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use fusion_core::ParamSet;
 use fusion_data::TrainTest;
 use fusion_models::Network;
-use fusion_train::{EVAL_BATCH, Metrics, evaluate_network, reset_batch_norm};
+use fusion_train::{Metrics, MomentData, evaluate_network, repair, reset_batch_norm};
 
 use crate::align::{align, lerp};
 use crate::error::ExperimentError;
@@ -36,6 +36,31 @@ pub struct Curve {
     pub align_seconds: f64,
 }
 
+/// What is done to each interpolated network before it is scored (the end
+/// models are scored as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Correction {
+    /// Nothing: the interpolated weights and statistics as they are.
+    #[default]
+    None,
+    /// BatchNorm running statistics measured again on `batches` training
+    /// batches of 250.
+    ResetBatchNorm {
+        /// Batches used.
+        batches: usize,
+    },
+    /// REPAIR: every channel rescaled to the interpolation of the end
+    /// models' moments, measured on `batches` training batches of 250.
+    Repair {
+        /// Batches used.
+        batches: usize,
+    },
+}
+
+/// Examples per batch of a [`Correction`]'s measurements.
+const CORRECTION_BATCH: usize = 250;
+
 /// Curves for every method, and the end models' own figures.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Interpolation {
@@ -45,6 +70,8 @@ pub struct Interpolation {
     pub b: Metrics,
     /// One curve per method, in the order asked for.
     pub curves: Vec<Curve>,
+    /// What was done to each interpolated network before scoring.
+    pub correction: Correction,
 }
 
 /// Evenly spaced λ in [0, 1]; always includes 0, 0.5 (for an odd count) and 1.
@@ -55,11 +82,9 @@ pub fn lambdas(steps: usize) -> Vec<f64> {
 
 /// Interpolates between `a` and `b` on `data.test` for each method.
 /// `steps` is the number of λ values (25 in the paper); odd counts hit 0.5.
-/// Any built-in network works (MLP, ResNet, VGG). With a non-zero
-/// `reset_bn_batches`, every interpolated network's BatchNorm statistics are measured
-/// again on that many training batches before it is scored (the end
-/// models keep their own): without it, a BatchNorm network's barrier
-/// mostly measures stale statistics.
+/// Any built-in network works (MLP, ResNet, VGG). `correction` says what
+/// is done to every interpolated network before it is scored: without
+/// one, a BatchNorm network's barrier mostly measures stale statistics.
 #[allow(clippy::too_many_arguments)]
 pub fn interpolate(
     a: &ParamSet,
@@ -69,41 +94,51 @@ pub fn interpolate(
     steps: usize,
     device: &Device,
     seed: u64,
-    reset_bn_batches: usize,
+    correction: Correction,
 ) -> Result<Interpolation, ExperimentError> {
     if steps < 2 {
         return Err(ExperimentError::BadSetting(format!(
             "--steps {steps}: need at least 2 (λ = 0 and 1)"
         )));
     }
-    let score = |params: &ParamSet, reset: bool| -> Result<Metrics, ExperimentError> {
-        let mut model = Network::from_params(params, device)?;
-        if reset {
-            model = reset_batch_norm(
-                model,
-                &data.train,
-                reset_bn_batches,
-                EVAL_BATCH / 4,
-                seed,
-                device,
-            )?;
-        }
+    let moments = |batches: usize| MomentData {
+        data: &data.train,
+        batches,
+        batch: CORRECTION_BATCH,
+        seed,
+    };
+    let net_a = Network::from_params(a, device)?;
+    // The interpolated network at λ between A and aligned B, corrected.
+    let score = |params: &ParamSet, b: &Network, lambda: f64| -> Result<Metrics, ExperimentError> {
+        let model = Network::from_params(params, device)?;
+        let model = match correction {
+            Correction::None => model,
+            Correction::ResetBatchNorm { batches } => {
+                reset_batch_norm(model, &data.train, batches, CORRECTION_BATCH, seed, device)?
+            }
+            Correction::Repair { batches } => {
+                repair(model, &net_a, b, lambda, moments(batches), device)?
+            }
+        };
         Ok(evaluate_network(&model, &data.test, device)?)
     };
-    let eval = |params: &ParamSet| score(params, reset_bn_batches > 0);
-    let end_a = score(a, false)?;
-    let end_b = score(b, false)?;
+    let end_a = evaluate_network(&net_a, &data.test, device)?;
+    let end_b = evaluate_network(&Network::from_params(b, device)?, &data.test, device)?;
     let grid = lambdas(steps);
     let mut curves = Vec::with_capacity(methods.len());
     for &method in methods {
         let aligned = align(method, a, b, &data.train, device, seed)?;
         tracing::info!(%method, moved = aligned.moved, seconds = aligned.seconds, "aligned");
+        let net_b = Network::from_params(&aligned.b, device)?;
+        let eval = |l: f64| -> Result<Metrics, ExperimentError> {
+            score(&lerp(a, &aligned.b, l)?, &net_b, l)
+        };
         let mut test = Vec::with_capacity(grid.len());
         for &l in &grid {
             test.push(match l {
                 0.0 => end_a,
                 1.0 => end_b,
-                _ => eval(&lerp(a, &aligned.b, l)?)?,
+                _ => eval(l)?,
             });
         }
         let barrier = grid
@@ -113,7 +148,7 @@ pub fn interpolate(
             .fold(0.0f64, f64::max);
         let midpoint = match grid.iter().position(|&l| l == 0.5) {
             Some(i) => test[i],
-            None => eval(&lerp(a, &aligned.b, 0.5)?)?,
+            None => eval(0.5)?,
         };
         let (best_lambda, best) = grid
             .iter()
@@ -137,5 +172,6 @@ pub fn interpolate(
         a: end_a,
         b: end_b,
         curves,
+        correction,
     })
 }

@@ -16,7 +16,7 @@ mod table;
 
 pub use align::{Aligned, align, lerp};
 pub use error::ExperimentError;
-pub use interpolate::{Curve, Interpolation, interpolate, lambdas};
+pub use interpolate::{Correction, Curve, Interpolation, interpolate, lambdas};
 pub use method::Method;
 pub use plot::{Figure, Series};
 pub use split_merge::{Row, SplitMergeConfig, SplitMergeReport, split_merge};

@@ -10,7 +10,7 @@ use fusion_models::{Mlp, MlpArchitecture};
 use fusion_train::{Metrics, TrainConfig, TrainSummary, evaluate_ensemble, train};
 
 use crate::error::ExperimentError;
-use crate::interpolate::{Interpolation, interpolate};
+use crate::interpolate::{Correction, Interpolation, interpolate};
 use crate::method::Method;
 
 /// Settings of a split-merge run.
@@ -107,7 +107,7 @@ pub fn split_merge(
         config.steps,
         device,
         config.train.seed,
-        0,
+        Correction::None,
     )?;
     let mut rows = vec![
         Row {

@@ -59,7 +59,7 @@ fn weight_matching_lowers_the_barrier_between_independent_models() {
         5,
         &device(),
         0,
-        0,
+        fusion_experiments::Correction::None,
     )
     .expect("interpolate");
     let barrier = |m: Method| {

@@ -60,6 +60,29 @@ impl Norm2d {
         }
     }
 
+    /// Multiplies the output of channel `c` by `scale[c]` and adds
+    /// `shift[c]`, by folding both into the affine parameters (γ ← s·γ,
+    /// β ← s·β + t): REPAIR's per-channel correction, which changes nothing
+    /// else about the layer. Slices of the wrong length change nothing.
+    pub fn rescale(&mut self, scale: &[f32], shift: &[f32]) {
+        let (gamma, beta) = match self {
+            Self::Batch(bn) => (&mut bn.gamma, Some(&mut bn.beta)),
+            Self::Layer(ln) => (&mut ln.gamma, ln.beta.as_mut()),
+        };
+        let g = gamma.val();
+        let [n] = g.dims();
+        if scale.len() != n || shift.len() != n {
+            return;
+        }
+        let device = g.device();
+        let s = Tensor::<1>::from_data(TensorData::new(scale.to_vec(), [n]), &device);
+        let t = Tensor::<1>::from_data(TensorData::new(shift.to_vec(), [n]), &device);
+        *gamma = Param::from_tensor(g * s.clone());
+        if let Some(beta) = beta {
+            *beta = Param::from_tensor(beta.val() * s + t);
+        }
+    }
+
     /// Which kind it is.
     pub fn kind(&self) -> NormKind {
         match self {

@@ -245,31 +245,59 @@ impl Network {
         Ok(())
     }
 
+    /// Every norm layer in forward order (none for the MLP): what REPAIR
+    /// rescales, in the order [`Network::norm_outputs`] reports them.
+    pub fn norms_mut(&mut self) -> Vec<&mut Norm2d> {
+        match self {
+            Self::Mlp(_) => Vec::new(),
+            Self::ResNet(r) => r.norms_mut(),
+            Self::Vgg(g) => g.features.iter_mut().map(|l| &mut l.norm).collect(),
+        }
+    }
+
     /// Every BatchNorm layer, input side first: what re-estimating running
     /// statistics after a merge walks. Empty for the MLP and LayerNorm CNNs.
     pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
-        let norms: Vec<&mut Norm2d> = match self {
-            Self::Mlp(_) => Vec::new(),
-            Self::ResNet(r) => {
-                let mut v = vec![&mut r.bn1];
-                for block in r.stages.iter_mut().flatten() {
-                    v.push(&mut block.bn1);
-                    v.push(&mut block.bn2);
-                    if let Some(s) = &mut block.shortcut {
-                        v.push(&mut s.norm);
-                    }
-                }
-                v
-            }
-            Self::Vgg(g) => g.features.iter_mut().map(|l| &mut l.norm).collect(),
-        };
-        norms
+        self.norms_mut()
             .into_iter()
             .filter_map(|n| match n {
                 Norm2d::Batch(bn) => Some(bn),
                 Norm2d::Layer(_) => None,
             })
             .collect()
+    }
+
+    /// The output of every norm layer for images `x`, in the order of
+    /// [`Network::norms_mut`] (empty for the MLP).
+    pub fn norm_outputs(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let mut taps = Some(Vec::new());
+        match self {
+            Self::Mlp(_) => return Vec::new(),
+            Self::ResNet(r) => {
+                r.features_tapped(x, &mut taps);
+            }
+            Self::Vgg(v) => {
+                v.feature_map_tapped(x, &mut taps);
+            }
+        }
+        taps.unwrap_or_default()
+    }
+
+    /// The activations activation matching correlates for a CNN, each
+    /// named by the permutation of the built-in spec it aligns, as
+    /// `[positions, channels]` (batch × height × width rows): the post-ReLU
+    /// output of every convolution block (VGG: `P_features.{i}`; ResNet:
+    /// each block's inner channels `P_layer{s}.{b}`, and every output of a
+    /// residual stream, stem included, under the stream's name) and of the
+    /// classifier's hidden layers (`P_classifier.{j}`). Several entries may
+    /// share a name: a stream is seen after every block that adds into it.
+    /// Empty for the MLP, whose matching works per layer.
+    pub fn matching_activations(&self, x: Tensor<4>) -> Vec<(String, Tensor<2>)> {
+        match self {
+            Self::Mlp(_) => Vec::new(),
+            Self::ResNet(r) => r.matching_activations(x),
+            Self::Vgg(v) => v.matching_activations(x),
+        }
     }
 
     /// The shape of random inputs that fit it, for checks that run it on

@@ -45,15 +45,29 @@ pub struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let out = self.bn2.forward(self.conv2.forward(out));
+    /// The block's output; each norm's output is recorded in `taps` when
+    /// given (bn1, bn2, then the shortcut's norm).
+    fn forward(&self, x: Tensor<4>, taps: &mut Taps) -> Tensor<4> {
+        let out = relu(tap(taps, self.bn1.forward(self.conv1.forward(x.clone()))));
+        let out = tap(taps, self.bn2.forward(self.conv2.forward(out)));
         let skip = match &self.shortcut {
-            Some(s) => s.norm.forward(s.conv.forward(x)),
+            Some(s) => tap(taps, s.norm.forward(s.conv.forward(x))),
             None => x,
         };
         relu(out + skip)
     }
+}
+
+/// Where a forward pass records each norm layer's output, if anywhere:
+/// what REPAIR measures.
+pub(crate) type Taps = Option<Vec<Tensor<4>>>;
+
+/// Records `y` in `taps` (when recording) and passes it on.
+pub(crate) fn tap(taps: &mut Taps, y: Tensor<4>) -> Tensor<4> {
+    if let Some(v) = taps {
+        v.push(y.clone());
+    }
+    y
 }
 
 /// The shape of a CIFAR ResNet: depth `6·blocks + 2` and a width
@@ -145,11 +159,56 @@ impl ResNet {
 
     /// The last stage's map `[n, c, h', w']`, before pooling.
     pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        self.features_tapped(x, &mut None)
+    }
+
+    /// [`ResNet::features`], recording every norm's output in `taps`, in
+    /// the order of [`ResNet::norms_mut`].
+    pub(crate) fn features_tapped(&self, x: Tensor<4>, taps: &mut Taps) -> Tensor<4> {
+        let mut x = relu(tap(taps, self.bn1.forward(self.conv1.forward(x))));
         for block in self.stages.iter().flatten() {
-            x = block.forward(x);
+            x = block.forward(x, taps);
         }
         x
+    }
+
+    /// See [`crate::Network::matching_activations`].
+    pub fn matching_activations(&self, x: Tensor<4>) -> Vec<(String, Tensor<2>)> {
+        let mut out = Vec::new();
+        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut stream = "P_conv1".to_owned();
+        out.push((stream.clone(), channel_rows(x.clone())));
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                let inner = relu(block.bn1.forward(block.conv1.forward(x.clone())));
+                out.push((format!("P_layer{}.{b}", s + 1), channel_rows(inner.clone())));
+                let main = block.bn2.forward(block.conv2.forward(inner));
+                let skip = match &block.shortcut {
+                    Some(sc) => {
+                        stream = format!("P_layer{}", s + 1);
+                        sc.norm.forward(sc.conv.forward(x))
+                    }
+                    None => x,
+                };
+                x = relu(main + skip);
+                out.push((stream.clone(), channel_rows(x.clone())));
+            }
+        }
+        out
+    }
+
+    /// Every norm layer in forward order: the stem's, then per block
+    /// `bn1`, `bn2` and the shortcut's.
+    pub fn norms_mut(&mut self) -> Vec<&mut Norm2d> {
+        let mut v = vec![&mut self.bn1];
+        for block in self.stages.iter_mut().flatten() {
+            v.push(&mut block.bn1);
+            v.push(&mut block.bn2);
+            if let Some(s) = &mut block.shortcut {
+                v.push(&mut s.norm);
+            }
+        }
+        v
     }
 
     /// Its shape, read back from the modules.
@@ -260,6 +319,13 @@ impl ResNet {
             linear,
         })
     }
+}
+
+/// A map `[n, c, h, w]` as rows of channels `[n·h·w, c]`: every position
+/// of every image is one observation of each channel.
+pub(crate) fn channel_rows(x: Tensor<4>) -> Tensor<2> {
+    let [n, c, h, w] = x.dims();
+    x.permute([0, 2, 3, 1]).reshape([n * h * w, c])
 }
 
 /// The mean over height and width: `[n, c, h, w]` → `[n, c]`.

@@ -19,7 +19,7 @@ use fusion_core::ParamSet;
 
 use crate::error::ModelError;
 use crate::layers::{Norm2d, NormKind, Reader, Writer, conv, init_rng, linear};
-use crate::resnet::global_average;
+use crate::resnet::{Taps, channel_rows, global_average, tap};
 
 /// One convolution of the feature stack, with the pooling after it.
 #[derive(Module, Debug)]
@@ -133,15 +133,43 @@ impl Vgg {
 
     /// The last convolution's map, before global pooling.
     pub fn feature_map(&self, x: Tensor<4>) -> Tensor<4> {
+        self.feature_map_tapped(x, &mut None)
+    }
+
+    /// [`Vgg::feature_map`], recording every norm's output in `taps`.
+    pub(crate) fn feature_map_tapped(&self, x: Tensor<4>, taps: &mut Taps) -> Tensor<4> {
         let mut x = x;
         for layer in &self.features {
-            x = relu(layer.norm.forward(layer.conv.forward(x)));
+            x = relu(tap(taps, layer.norm.forward(layer.conv.forward(x))));
             let [_, _, h, w] = x.dims();
             if layer.pool && h >= 2 && w >= 2 {
                 x = MaxPool2dConfig::new([2, 2]).init().forward(x);
             }
         }
         x
+    }
+
+    /// See [`crate::Network::matching_activations`].
+    pub fn matching_activations(&self, x: Tensor<4>) -> Vec<(String, Tensor<2>)> {
+        let mut out = Vec::new();
+        let mut x = x;
+        let mut index = 0;
+        for layer in &self.features {
+            x = relu(layer.norm.forward(layer.conv.forward(x)));
+            out.push((format!("P_features.{index}"), channel_rows(x.clone())));
+            let [_, _, h, w] = x.dims();
+            if layer.pool && h >= 2 && w >= 2 {
+                x = MaxPool2dConfig::new([2, 2]).init().forward(x);
+            }
+            index += 3 + usize::from(layer.pool);
+        }
+        let mut x = global_average(x);
+        let hidden = self.classifier.len().saturating_sub(1);
+        for (j, layer) in self.classifier[..hidden].iter().enumerate() {
+            x = relu(layer.forward(x));
+            out.push((format!("P_classifier.{}", 2 * j), x.clone()));
+        }
+        out
     }
 
     /// Input channels and classes.

@@ -9,11 +9,15 @@
 use burn::tensor::{Device, Tensor};
 use fusion_core::{LapSolver, PermError, Permutation, Sense, ValidatedSpec};
 use fusion_data::Dataset;
-use fusion_models::Mlp;
+use fusion_models::{Mlp, Network};
 
 use crate::error::TrainError;
 use crate::evaluate::EVAL_BATCH;
-use crate::tensors::{host, inputs};
+use crate::tensors::{host, images, inputs};
+
+/// Images per batch when matching CNN activations: every position of a
+/// map is a row, so a batch of 100 28×28 images is 78,400 rows per layer.
+const CONV_BATCH: usize = 100;
 
 /// Permutations aligning `b` to `a`, one per permutation of `spec` (which
 /// must be the MLP's spec, validated against `a`'s parameters), from the
@@ -49,7 +53,7 @@ pub fn activation_matching(
     let mut solver = LapSolver::new();
     let mut by_layer = Vec::with_capacity(hidden.len());
     for s in stats {
-        let corr = s.correlation(data.len());
+        let corr = s.correlation();
         let n = s.width;
         let assignment = solver.solve(&corr, n, Sense::Maximize)?;
         by_layer.push(assignment.row_to_col);
@@ -74,6 +78,73 @@ pub fn activation_matching(
     Ok(perms)
 }
 
+/// Activation matching for any built-in network: the MLP as
+/// [`activation_matching`]; a CNN by the Pearson correlation of each
+/// channel over batch × height × width (every position of every image is
+/// one observation), with `spec` the network's built-in spec. A residual
+/// stream is observed after every block that adds into it; its
+/// correlation matrices are summed before the one assignment.
+pub fn activation_matching_network(
+    spec: &ValidatedSpec,
+    a: &Network,
+    b: &Network,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Vec<Permutation>, TrainError> {
+    if let (Network::Mlp(a), Network::Mlp(b)) = (a, b) {
+        return activation_matching(spec, a, b, data, device);
+    }
+    if data.is_empty() {
+        return Err(TrainError::EmptyData("activation data"));
+    }
+    a.check_data(data.shape(), data.classes())?;
+    b.check_data(data.shape(), data.classes())?;
+    let mut taps: Vec<(String, LayerSums)> = Vec::new();
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(CONV_BATCH) {
+        let (x, _) = data.batch(chunk);
+        let x = images(x, chunk.len(), data.shape(), device);
+        let (acts_a, acts_b) = (a.matching_activations(x.clone()), b.matching_activations(x));
+        if taps.is_empty() {
+            taps = acts_a
+                .iter()
+                .map(|(name, t)| (name.clone(), LayerSums::new(t.dims()[1], device)))
+                .collect();
+        }
+        for ((_, sums), ((_, ha), (_, hb))) in taps.iter_mut().zip(acts_a.into_iter().zip(acts_b)) {
+            sums.add(ha, hb);
+        }
+    }
+    let mut solver = LapSolver::new();
+    let mut perms = Vec::with_capacity(spec.len());
+    for (name, &size) in spec.names().iter().zip(spec.sizes()) {
+        let mut total = vec![0.0; size * size];
+        let mut seen = 0;
+        for (_, sums) in taps.iter().filter(|(tap, _)| tap == name) {
+            if sums.width != size {
+                return Err(PermError::MissingTensor(format!(
+                    "{name}: activations have {} channels, the spec {size}",
+                    sums.width
+                ))
+                .into());
+            }
+            for (t, c) in total.iter_mut().zip(sums.correlation()) {
+                *t += c;
+            }
+            seen += 1;
+        }
+        if seen == 0 {
+            return Err(PermError::MissingTensor(format!(
+                "{name}: the network reports no activations for this permutation"
+            ))
+            .into());
+        }
+        let assignment = solver.solve(&total, size, Sense::Maximize)?;
+        perms.push(Permutation::from_vec(name, assignment.row_to_col)?);
+    }
+    Ok(perms)
+}
+
 /// Running sums for one hidden layer's correlation, kept on the device.
 ///
 /// Sums are of activations minus a per-unit shift (the first batch's mean):
@@ -82,6 +153,8 @@ pub fn activation_matching(
 /// their spread, which scrambles the matching of those units.
 struct LayerSums {
     width: usize,
+    /// Rows (observations) added so far.
+    rows: usize,
     shift: Option<(Tensor<1>, Tensor<1>)>,
     sum_a: Tensor<1>,
     sum_b: Tensor<1>,
@@ -94,6 +167,7 @@ impl LayerSums {
     fn new(width: usize, device: &Device) -> Self {
         Self {
             width,
+            rows: 0,
             shift: None,
             sum_a: Tensor::zeros([width], device),
             sum_b: Tensor::zeros([width], device),
@@ -105,6 +179,7 @@ impl LayerSums {
 
     /// Adds a batch of activations `[n, width]` of both models.
     fn add(&mut self, a: Tensor<2>, b: Tensor<2>) {
+        self.rows += a.dims()[0];
         let (shift_a, shift_b) = self
             .shift
             .get_or_insert_with(|| {
@@ -126,8 +201,8 @@ impl LayerSums {
     /// Pearson correlation matrix (row-major, A's units by B's), computed in
     /// f64 from the sums. A unit that never varies (a dead ReLU) gets
     /// correlation 0 with everything rather than NaN.
-    fn correlation(&self, count: usize) -> Vec<f64> {
-        let n = count as f64;
+    fn correlation(&self) -> Vec<f64> {
+        let n = self.rows.max(1) as f64;
         let to64 = |t: &Tensor<1>| {
             host(t.clone())
                 .into_iter()

@@ -18,12 +18,13 @@ mod error;
 mod evaluate;
 mod optimizer;
 mod progress;
+mod repair;
 mod score;
 mod statistics;
 mod tensors;
 mod train;
 
-pub use activation_matching::activation_matching;
+pub use activation_matching::{activation_matching, activation_matching_network};
 pub use batch_norm::reset_batch_norm;
 pub use config::TrainConfig;
 pub use distill::{DistillConfig, Distiller};
@@ -33,6 +34,7 @@ pub use evaluate::{
 };
 pub use optimizer::OptimizerKind;
 pub use progress::Progress;
+pub use repair::{ChannelMoments, MomentData, norm_moments, repair};
 pub use score::TestSetScorer;
 pub use statistics::client_statistics;
 pub use train::{TrainSummary, train, train_network};

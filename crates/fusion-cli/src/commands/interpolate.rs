@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use fusion_experiments::{
-    Method, interpolate, interpolation_csv, interpolation_figure, interpolation_table,
+    Correction, Method, interpolate, interpolation_csv, interpolation_figure, interpolation_table,
 };
 
 use super::outputs::{list, write_outputs};
@@ -15,19 +15,18 @@ use crate::options::load_data;
 /// Runs `fusion interpolate`.
 pub fn run(args: InterpolateArgs) -> Result<()> {
     let methods = Method::parse_list(&args.method)?;
+    let correction = match (args.reset_bn_batches, args.repair_batches) {
+        (0, 0) => Correction::None,
+        (batches, 0) => Correction::ResetBatchNorm { batches },
+        (0, batches) => Correction::Repair { batches },
+        _ => anyhow::bail!("--reset-bn-batches and --repair-batches: choose one correction"),
+    };
     let a = read_model(&args.a)?;
     let b = read_model(&args.b)?;
     let data = load_data(&args.data.dataset)?;
     let device = args.backend.device()?;
     let result = interpolate(
-        &a,
-        &b,
-        &data,
-        &methods,
-        args.steps,
-        &device,
-        args.seed,
-        args.reset_bn_batches,
+        &a, &b, &data, &methods, args.steps, &device, args.seed, correction,
     )
     .with_context(|| {
         format!(
@@ -37,8 +36,15 @@ pub fn run(args: InterpolateArgs) -> Result<()> {
         )
     })?;
     let json = serde_json::to_string_pretty(&result)?;
+    let corrected = match correction {
+        Correction::None => String::new(),
+        Correction::ResetBatchNorm { batches } => {
+            format!("; BatchNorm statistics re-estimated on {batches} batches")
+        }
+        Correction::Repair { batches } => format!("; REPAIR on {batches} batches"),
+    };
     let title = format!(
-        "Interpolation on {} ({} test examples)",
+        "Interpolation on {} ({} test examples{corrected})",
         data.name,
         data.test.len()
     );

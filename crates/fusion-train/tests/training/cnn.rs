@@ -98,3 +98,110 @@ fn reset_batch_norm_measures_the_first_layer_exactly() {
             .get("features.0.weight")
     );
 }
+
+/// `(1 − λ)·a + λ·b`, tensor by tensor (integer tensors from `a`).
+fn lerp(
+    a: &fusion_core::ParamSet,
+    b: &fusion_core::ParamSet,
+    lambda: f32,
+) -> fusion_core::ParamSet {
+    let mut out = a.clone();
+    for (name, t) in b.iter() {
+        let p = out.position(name).expect("same layout");
+        for (x, y) in out.at_mut(p).data_mut().iter_mut().zip(t.data()) {
+            *x = (1.0 - lambda) * *x + lambda * y;
+        }
+    }
+    out
+}
+
+#[test]
+fn repair_gives_every_norm_its_target_moments() {
+    use fusion_train::{MomentData, norm_moments, repair};
+    let data = DataSource::Embedded.load().expect("embedded data");
+    let sample = data.train.head(192);
+    let on = MomentData {
+        data: &sample,
+        batches: 2,
+        batch: 96,
+        seed: 1,
+    };
+    for (arch, lambda) in [("vgg11:4", 0.5), ("resnet20-ln", 0.3)] {
+        let arch: Architecture = arch.parse().expect("arch");
+        let a = Network::init(&arch, sample.shape(), 10, 1, &device());
+        let b = Network::init(&arch, sample.shape(), 10, 2, &device());
+        let merged = Network::from_params(&lerp(&a.to_params(), &b.to_params(), lambda), &device())
+            .expect("merged");
+        let (ma, mb) = (
+            norm_moments(&a, on, &device()).expect("a"),
+            norm_moments(&b, on, &device()).expect("b"),
+        );
+        let target = |k: usize, c: usize| {
+            let l = f64::from(lambda);
+            (
+                (1.0 - l) * ma[k].mean[c] + l * mb[k].mean[c],
+                (1.0 - l) * ma[k].std[c] + l * mb[k].std[c],
+            )
+        };
+        // Before REPAIR the merge's channels are off target (variance
+        // collapse), so the check below can fail.
+        let before = norm_moments(&merged, on, &device()).expect("before");
+        let worst_before = (0..before.len())
+            .flat_map(|k| (0..before[k].std.len()).map(move |c| (k, c)))
+            .map(|(k, c)| (before[k].std[c] / target(k, c).1 - 1.0).abs())
+            .fold(0.0f64, f64::max);
+        assert!(
+            worst_before > 0.05,
+            "{arch}: merge already on target ({worst_before})"
+        );
+
+        let repaired = repair(merged, &a, &b, f64::from(lambda), on, &device()).expect("repair");
+        let after = norm_moments(&repaired, on, &device()).expect("after");
+        assert_eq!(after.len(), ma.len());
+        for (k, layer) in after.iter().enumerate() {
+            for c in 0..layer.mean.len() {
+                let (mean, std) = target(k, c);
+                assert!(
+                    (layer.mean[c] - mean).abs() < 1e-3 * (1.0 + mean.abs()),
+                    "{arch} layer {k} channel {c}: mean {} vs {mean}",
+                    layer.mean[c]
+                );
+                assert!(
+                    (layer.std[c] - std).abs() < 1e-3 * (1.0 + std),
+                    "{arch} layer {k} channel {c}: std {} vs {std}",
+                    layer.std[c]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_activation_matching_recovers_a_planted_permutation() {
+    use fusion_core::synthetic::random_permutations;
+    use fusion_train::activation_matching_network;
+    let data = DataSource::Embedded.load().expect("embedded data");
+    let sample = data.train.head(200);
+    for arch in ["vgg11:4", "resnet20"] {
+        let arch: Architecture = arch.parse().expect("arch");
+        // BatchNorm statistics measured on the sample: every channel is
+        // then centred and varies. A channel that is always zero (as many
+        // are at initialisation, with running statistics of 0 and 1)
+        // correlates with nothing, and any slot fits it.
+        let a = Network::init(&arch, sample.shape(), 10, 7, &device());
+        let a = reset_batch_norm(a, &sample, 2, 100, 0, &device()).expect("statistics");
+        let params = a.to_params();
+        let spec = a
+            .permutation_spec()
+            .expect("spec")
+            .validate(&params)
+            .expect("valid");
+        let planted = random_permutations(spec.sizes(), 70);
+        let b = Network::from_params(&spec.apply(&params, &planted).expect("apply"), &device())
+            .expect("b");
+        let found = activation_matching_network(&spec, &a, &b, &sample, &device()).expect("match");
+        for ((name, f), p) in spec.names().iter().zip(&found).zip(&planted) {
+            assert_eq!(f, &p.inverse(), "{arch}: {name} not recovered");
+        }
+    }
+}
