@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# CNN acceptance runs (docs/experiments.md, "CNNs: ResNet-20 and VGG"):
+# two ResNet-20 x2 and two VGG-11 models from different seeds, then the
+# interpolation barrier of each pair with no alignment, weight matching
+# and activation matching; then again with the BatchNorm statistics of
+# every interpolated model re-estimated, and with REPAIR.
+#
+# Sized for a 2-core machine: the embedded Fashion-MNIST sample (12k/2k),
+# a few epochs, 5 interpolation steps. Set DATA=fashion-mnist, EPOCHS,
+# RESNET=resnet20x4 and STEPS=25 for a larger run.
+#
+# Usage: scripts/cnn-experiments.sh OUT_DIR   (needs target/release/fusion:
+#        cargo build --release -p fusion-cli)
+set -euo pipefail
+out=${1:?usage: scripts/cnn-experiments.sh OUT_DIR}
+fusion=${FUSION_BIN:-target/release/fusion}
+data=${DATA:-embedded}
+epochs=${EPOCHS:-2}
+resnet=${RESNET:-resnet20x2}
+vgg=${VGG:-vgg11:16}
+steps=${STEPS:-5}
+mkdir -p "$out"
+
+for model in "$resnet" "$vgg"; do
+  tag=${model//:/-}
+  for seed in 1 2; do
+    file="$out/$tag-seed$seed.safetensors"
+    [ -f "$file" ] && continue
+    "$fusion" train --model "$model" --dataset "$data" --epochs "$epochs" --batch 128 --lr 3e-3 \
+      --seed "$seed" --no-progress --json --out "$file" > "$out/$tag-seed$seed.train.json"
+  done
+  a="$out/$tag-seed1.safetensors"
+  b="$out/$tag-seed2.safetensors"
+  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
+    --method naive,weight,activation --json --out "$out/$tag-plain" > "$out/$tag-plain.json"
+  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
+    --method naive,weight,activation --reset-bn-batches 8 --json --out "$out/$tag-reset" > "$out/$tag-reset.json"
+  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
+    --method naive,weight --repair-batches 2 --json --out "$out/$tag-repair" > "$out/$tag-repair.json"
+done
+
+python3 - "$out" "$resnet" "$vgg" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+for model in sys.argv[2:]:
+    tag = model.replace(":", "-")
+    print(f"\n{model}")
+    for run in ("plain", "reset", "repair"):
+        r = json.loads((out / f"{tag}-{run}.json").read_text())
+        print(f"  {run}: A {r['a']['accuracy']:.4f}, B {r['b']['accuracy']:.4f}")
+        for c in r["curves"]:
+            print(f"    {c['method']:10} barrier {c['barrier']:.4f}  midpoint acc {c['midpoint']['accuracy']:.4f}"
+                  f"  best acc {c['best']['accuracy']:.4f}  moved {c['moved']:.3f}  align {c['align_seconds']:.1f}s")
+PY
