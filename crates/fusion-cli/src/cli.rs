@@ -400,6 +400,13 @@ pub struct BenchTrainArgs {
     /// Timed epochs per backend (after one warm-up epoch); the best is reported.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub repeats: u64,
+    /// Network to train, as `fusion train --model` (the paper's MLP by
+    /// default; `resnet20` for the CNN figures).
+    #[arg(long, default_value = "mlp:512x3", value_parser = parse_network)]
+    pub model: Architecture,
+    /// Examples per step (Adam, lr 1e-3).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -476,6 +483,28 @@ impl ShardArgs {
     }
 }
 
+/// Whether training images are augmented (`--augment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Augment {
+    /// On for CIFAR-10, whose standard recipe has it; off otherwise.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+impl Augment {
+    /// Whether training on `dataset` is augmented.
+    pub fn enabled(self, dataset: &DataSource) -> bool {
+        match self {
+            Self::Auto => matches!(dataset, DataSource::Cifar10(_)),
+            Self::On => true,
+            Self::Off => false,
+        }
+    }
+}
+
 /// Local training settings; shared by `train`, `experiment` and `demo`.
 #[derive(Debug, Args)]
 pub struct TrainingArgs {
@@ -506,6 +535,10 @@ pub struct TrainingArgs {
     /// Never draw a progress bar (logs still report each epoch).
     #[arg(long)]
     pub no_progress: bool,
+    /// Random 4-pixel crops and mirroring of training images: `auto` (on
+    /// for cifar10, off otherwise), `on` or `off`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub augment: Augment,
 }
 
 /// `fusion train`.

@@ -32,7 +32,11 @@ impl Matching {
 }
 
 /// A training configuration from the shared training flags.
-pub fn train_config(args: &crate::cli::TrainingArgs, label: &str) -> fusion_train::TrainConfig {
+pub fn train_config(
+    args: &crate::cli::TrainingArgs,
+    dataset: &fusion_data::DataSource,
+    label: &str,
+) -> fusion_train::TrainConfig {
     fusion_train::TrainConfig {
         epochs: args.epochs,
         batch: usize::try_from(args.batch).unwrap_or(usize::MAX),
@@ -40,6 +44,7 @@ pub fn train_config(args: &crate::cli::TrainingArgs, label: &str) -> fusion_trai
         optimizer: args.optimizer,
         seed: args.seed,
         proximal_mu: 0.0,
+        augment: args.augment.enabled(dataset),
         progress: !args.no_progress,
         label: label.into(),
     }

@@ -21,6 +21,10 @@ pub struct TrainConfig {
     /// FedProx proximal weight μ: adds μ/2·‖w − w₀‖² to the loss, with w₀
     /// the weights training started from. 0 (the default) is plain training.
     pub proximal_mu: f64,
+    /// Random 4-pixel crops and left-right mirroring of every training
+    /// image (the CIFAR recipe; off for Fashion-MNIST, whose items are
+    /// centred and not mirror-symmetric in meaning).
+    pub augment: bool,
     /// Draw a progress bar when standard error is a terminal.
     pub progress: bool,
     /// Names the run in logs and on the bar, e.g. `model A`.
@@ -36,6 +40,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerKind::Adam,
             seed: 0,
             proximal_mu: 0.0,
+            augment: false,
             progress: true,
             label: "model".into(),
         }

@@ -11,6 +11,7 @@
 //! `docs/benchmarks.md`) and wgpu by flag.
 
 mod activation_matching;
+mod augment;
 mod batch_norm;
 mod config;
 mod distill;

@@ -102,8 +102,12 @@ pub fn train_network(
         // Per-batch losses stay on the device and are read once per epoch,
         // so a GPU is not made to synchronise after every step.
         let mut losses: Vec<Tensor<1>> = Vec::with_capacity(batches);
+        let mut augment_rng = crate::augment::epoch_rng(config.seed, epoch);
         for chunk in order.chunks(config.batch) {
-            let (x, y) = data.batch(chunk);
+            let (mut x, y) = data.batch(chunk);
+            if config.augment {
+                crate::augment::crop_flip(&mut x, chunk.len(), data.shape(), &mut augment_rng);
+            }
             let x = images(x, chunk.len(), data.shape(), &autodiff);
             let logits = model.forward(x);
             let mut loss = loss_fn.forward(logits, targets(&y, &autodiff));

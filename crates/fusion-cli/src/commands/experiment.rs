@@ -28,7 +28,7 @@ pub fn run_split_merge(args: SplitMergeArgs) -> Result<()> {
     let config = SplitMergeConfig {
         split: args.split,
         arch: arch.clone(),
-        train: train_config(&args.training, "model"),
+        train: train_config(&args.training, &args.data.dataset, "model"),
         steps: args.steps,
         split_seed: args.split_seed,
     };

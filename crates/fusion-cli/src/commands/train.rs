@@ -22,7 +22,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.training.seed,
         &device,
     );
-    let config = train_config(&args.training, "train");
+    let config = train_config(&args.training, &args.data.dataset, "train");
     let (model, summary) =
         train_network(model, &train_set, &config, &device).context("training failed")?;
     let test = evaluate_network(&model, &data.test, &device)?;

@@ -227,3 +227,127 @@ fn bad_data_flags_fail_with_one_clear_line() {
         "{err}"
     );
 }
+
+/// A CIFAR-10 folder in the binary format with `per_batch` random-looking
+/// images in each of the six files.
+fn write_cifar(dir: &std::path::Path, per_batch: usize) {
+    let mut state = 7u32;
+    let mut record = |label: u8| {
+        let mut r = vec![label];
+        r.extend((0..3072).map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 24) as u8
+        }));
+        r
+    };
+    for name in (1..=5)
+        .map(|i| format!("data_batch_{i}.bin"))
+        .chain(["test_batch.bin".to_owned()])
+    {
+        let bytes: Vec<u8> = (0..per_batch)
+            .flat_map(|k| record((k % 10) as u8))
+            .collect();
+        std::fs::write(dir.join(name), bytes).expect("write cifar");
+    }
+}
+
+#[test]
+fn cnns_train_merge_and_interpolate_on_cifar_files() {
+    let dir = scratch("cnn-cifar");
+    write_cifar(&dir, 8);
+    let data = format!("cifar10:{}", dir.display());
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    for (seed, out) in [("1", &a), ("2", &b)] {
+        let v = json(&fusion(&[
+            "train",
+            "--dataset",
+            &data,
+            "--model",
+            "resnet20",
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--seed",
+            seed,
+            "--no-progress",
+            "--json",
+            "--out",
+            s(out),
+        ]));
+        assert_eq!(v["model"], "resnet20x1");
+        assert_eq!(v["examples"], 40);
+    }
+    let model =
+        fusion_core::ParamSet::from_safetensors(&std::fs::read(&a).expect("read")).expect("model");
+    assert_eq!(
+        model.get("conv1.weight").expect("stem").shape(),
+        [16, 3, 3, 3]
+    );
+
+    // A merge with its BatchNorm statistics measured again differs from
+    // the plain merge in the statistics only.
+    let merged = |extra: &[&str], out: &std::path::Path| {
+        ok(&fusion(
+            &[
+                &[
+                    "merge",
+                    "--method",
+                    "align",
+                    "--spec",
+                    "resnet",
+                    "--models",
+                    s(&a),
+                    s(&b),
+                ][..],
+                extra,
+                &["--out", s(out)],
+            ]
+            .concat(),
+        ));
+        fusion_core::ParamSet::from_safetensors(&std::fs::read(out).expect("read")).expect("merged")
+    };
+    let plain = merged(&[], &dir.join("plain.safetensors"));
+    let reset = merged(
+        &["--reset-bn-batches", "1", "--dataset", &data],
+        &dir.join("reset.safetensors"),
+    );
+    for (name, t) in plain.iter() {
+        let same = reset.get(name).expect("same tensors") == t;
+        assert_eq!(same, !name.contains("running_"), "{name}");
+    }
+    let err = fusion(&[
+        "merge",
+        "--spec",
+        "resnet",
+        "--models",
+        s(&a),
+        s(&b),
+        "--reset-bn-batches",
+        "1",
+        "--out",
+        s(&dir.join("x.safetensors")),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("needs --dataset"));
+
+    // Interpolation with every method and REPAIR runs on the CNN.
+    let v = json(&fusion(&[
+        "interpolate",
+        "--a",
+        s(&a),
+        "--b",
+        s(&b),
+        "--dataset",
+        &data,
+        "--steps",
+        "3",
+        "--repair-batches",
+        "1",
+        "--json",
+        "--out",
+        s(&dir.join("interp")),
+    ]));
+    assert_eq!(v["correction"]["kind"], "repair");
+    assert_eq!(v["curves"].as_array().expect("curves").len(), 3);
+}
