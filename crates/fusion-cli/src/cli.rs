@@ -152,9 +152,11 @@ pub struct SimulateArgs {
     /// FedProx μ sent to clients.
     #[arg(long, default_value_t = 0.0)]
     pub proximal_mu: f64,
-    /// Network.
-    #[arg(long, default_value = "mlp:512x3", value_parser = parse_model)]
-    pub model: MlpArchitecture,
+    /// Network, as `fusion train --model` (mlp:512x3, resnet20x2,
+    /// vgg11:16, …). A CNN is aligned with its built-in spec; regmean and
+    /// layerwise need a chain of Linear layers.
+    #[arg(long, default_value = "mlp:512x3", value_parser = parse_network)]
+    pub model: Architecture,
     /// Learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,

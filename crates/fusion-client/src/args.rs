@@ -8,7 +8,7 @@ use fusion_client::{ClientConfig, CommandTraining, LocalTraining};
 use fusion_core::ComputeBackend;
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
 use fusion_external::{ExternalCommand, Trainer};
-use fusion_models::MlpArchitecture;
+use fusion_models::Architecture;
 use fusion_net::{BearerToken, ClientTls};
 use fusion_train::OptimizerKind;
 
@@ -32,9 +32,10 @@ pub struct ClientArgs {
     /// Seed of the split (every client of a federation must use the same).
     #[arg(long, default_value_t = 0, env = "FUSION_SPLIT_SEED")]
     pub split_seed: u64,
-    /// Model architecture; must match the server's.
+    /// Model architecture, as `fusion train --model` (mlp:512x3,
+    /// resnet20x2, vgg11:16, …); must match the server's.
     #[arg(long, default_value = "mlp", env = "FUSION_MODEL")]
-    pub model: MlpArchitecture,
+    pub model: Architecture,
     /// Local epochs per round.
     #[arg(long, default_value_t = 1, env = "FUSION_LOCAL_EPOCHS")]
     pub local_epochs: usize,

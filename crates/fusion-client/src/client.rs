@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fusion_core::{ParamSet, StatisticTensor};
 use fusion_data::Dataset;
 use fusion_external::TrainOutput;
-use fusion_models::Mlp;
+use fusion_models::Network;
 use fusion_net::{
     DecodingAssembler, FederationClient, LogSafe, PROTOCOL_VERSION, Payload, manifest_hash, pb,
 };
@@ -503,11 +503,11 @@ impl Session {
         let handle = tokio::task::spawn_blocking(move || -> Result<ParamSet, ClientError> {
             let device = config.backend.device()?;
             let model = match &start {
-                Some(global) => Mlp::from_params(global, &device)
+                Some(global) => Network::from_params(global, &device)
                     .map_err(|e| ClientError::Model(e.to_string()))?,
-                None => Mlp::for_data(
+                None => Network::init(
                     &config.model,
-                    data.features(),
+                    data.shape(),
                     data.classes(),
                     config.init_seed,
                     &device,
@@ -521,7 +521,7 @@ impl Session {
             } else {
                 train.epochs = config.init_epochs;
             }
-            let (trained, summary) = fusion_train::train(model, &data, &train, &device)?;
+            let (trained, summary) = fusion_train::train_network(model, &data, &train, &device)?;
             tracing::info!(
                 client = %config.client_id,
                 round,
@@ -529,7 +529,9 @@ impl Session {
                 seconds = format!("{:.2}", summary.seconds),
                 "trained"
             );
-            Ok(trained.to_params())
+            // The protocol carries F32 tensors: BatchNorm's integer
+            // counter stays home.
+            Ok(trained.to_params().without_passthrough())
         });
         self.while_busy(handle, &format!("training round {round}"))
             .await

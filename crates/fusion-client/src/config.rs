@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use fusion_core::{ComputeBackend, ParamSet};
-use fusion_models::MlpArchitecture;
+use fusion_models::{Architecture, MlpArchitecture};
 use fusion_net::{BearerToken, ClientTls};
 use fusion_train::TrainConfig;
 
@@ -19,7 +19,7 @@ pub struct ClientConfig {
     /// Bearer token, if the server wants one.
     pub token: BearerToken,
     /// Model architecture; must match the server's.
-    pub model: MlpArchitecture,
+    pub model: Architecture,
     /// Local training per round (`epochs` is local epochs). The proximal
     /// term comes from the server.
     pub train: TrainConfig,
@@ -49,7 +49,7 @@ impl ClientConfig {
             client_id: client_id.into(),
             tls: ClientTls::default(),
             token: BearerToken::default(),
-            model: MlpArchitecture::default(),
+            model: Architecture::Mlp(MlpArchitecture::default()),
             train: TrainConfig {
                 epochs: 1,
                 progress: false,

@@ -40,13 +40,26 @@ impl LocalTraining {
     }
 
     /// A model with the federation's tensors, for the spec hash the client
-    /// joins with: the built-in MLP for `data`, or the trainer's template.
-    pub fn template(&self, model: &fusion_models::MlpArchitecture) -> ParamSet {
+    /// joins with: the built-in network for `data`, or the trainer's
+    /// template.
+    pub fn template(&self, model: &fusion_models::Architecture) -> ParamSet {
         match self {
-            Self::BuiltIn(data) => {
-                let widths = model.widths(data.features(), data.classes());
-                fusion_core::synthetic::random_mlp(&widths, 0)
-            }
+            Self::BuiltIn(data) => match model {
+                fusion_models::Architecture::Mlp(mlp) => {
+                    let widths = mlp.widths(data.features(), data.classes());
+                    fusion_core::synthetic::random_mlp(&widths, 0)
+                }
+                cnn => fusion_models::Network::init(
+                    cnn,
+                    data.shape(),
+                    data.classes(),
+                    0,
+                    &fusion_core::Device::flex(),
+                )
+                .to_params()
+                // What the server sends and expects: F32 tensors only.
+                .without_passthrough(),
+            },
             Self::Command(c) => c.trainer.template().clone(),
         }
     }

@@ -23,6 +23,6 @@ pub use error::ModelError;
 pub use fusion_core::MlpArchitecture;
 pub use layers::{Norm2d, NormKind};
 pub use mlp::{Mlp, host};
-pub use network::{Architecture, Network};
+pub use network::{Architecture, Network, initial_cnn};
 pub use resnet::{BasicBlock, ResNet, ResNetShape, Shortcut};
 pub use vgg::{Vgg, VggConv, VggShape};

@@ -108,6 +108,15 @@ impl fmt::Display for Architecture {
 }
 
 impl Architecture {
+    /// The built-in spec that describes it (`mlp`, `resnet`, `vgg`).
+    pub fn spec_name(&self) -> &'static str {
+        match self {
+            Self::Mlp(_) => "mlp",
+            Self::ResNet(_) => "resnet",
+            Self::Vgg(_) => "vgg",
+        }
+    }
+
     /// Whether the network takes images as `[c, h, w]` maps (a CNN) rather
     /// than flat feature vectors.
     pub fn is_cnn(&self) -> bool {
@@ -309,4 +318,31 @@ impl Network {
             _ => [batch, inputs, 16, 16],
         }
     }
+}
+
+/// A built-in CNN's first weights for a `--model` setting: what a server
+/// (or the simulator) starts a federation from when the setting names a
+/// CNN, for images of shape `image` with `classes` classes, with a phrase
+/// naming it for logs and the status page. `None` when the setting names
+/// the MLP, which the server library builds itself.
+pub fn initial_cnn(
+    model: &str,
+    image: [usize; 3],
+    classes: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Option<(Architecture, ParamSet, String)>, ModelError> {
+    let arch: Architecture = model.parse()?;
+    if !arch.is_cnn() {
+        return Ok(None);
+    }
+    // The wire carries F32 tensors only: no `num_batches_tracked`.
+    let params = Network::init(&arch, image, classes, seed, device)
+        .to_params()
+        .without_passthrough();
+    let origin = format!(
+        "the built-in {arch} ({}x{}x{} images, {classes} classes)",
+        image[0], image[1], image[2]
+    );
+    Ok(Some((arch, params, origin)))
 }

@@ -357,7 +357,8 @@ impl ServerConfig {
             return bad("client_ca (mutual TLS) needs tls_cert and tls_key".into());
         }
         self.backend()?;
-        self.architecture()?;
+        // `model` is checked where it is built: InitialModel::from_config
+        // for the MLP, the binary for a CNN.
         if self.test_data.is_some() && self.evaluate_cmd.is_some() {
             return bad("test_data and evaluate_cmd both score the global model: set one".into());
         }

@@ -57,6 +57,14 @@ impl InitialModel {
     }
 }
 
+impl InitialModel {
+    /// The spec a `spec` setting names: a built-in layout or a spec file,
+    /// read now. For callers that build the first model themselves.
+    pub fn spec_setting(arg: &str) -> Result<SpecSource, ServerError> {
+        read_spec(arg)
+    }
+}
+
 /// A built-in layout (`mlp`, `resnet`, `vgg`, `auto`; inferred from the
 /// model's names) or a spec file.
 fn read_spec(arg: &str) -> Result<SpecSource, ServerError> {

@@ -46,6 +46,7 @@ mod status_page;
 
 pub use config::{Init, Reference, SecretString, ServerConfig, StrategyKind};
 pub use error::ServerError;
+pub use initial::InitialModel;
 pub use metrics::Metrics;
 pub use record::{ClientRound, RefinementRecord, RoundRecord};
 pub use server::{RunSummary, Server};

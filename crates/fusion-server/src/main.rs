@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::Parser;
 use fusion_core::Scorer;
 use fusion_external::{CommandScorer, ExternalCommand};
-use fusion_server::{Server, ServerConfig};
+use fusion_models::initial_cnn;
+use fusion_server::{InitialModel, Server, ServerConfig};
 use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 
 use crate::args::ServerArgs;
@@ -41,10 +42,14 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Everything is checked before the port is bound: the model and its
     // spec, the scorer against the model, the distillation data.
     let test = test_set(&mut config)?;
+    let cnn = built_in_cnn(&mut config, test.as_ref().map(|(_, t)| t.shape()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
-        let mut server = Server::new(config)?;
+        let mut server = match cnn {
+            Some(initial) => Server::with_initial_model(config, initial)?,
+            None => Server::new(config)?,
+        };
         if let Some((scorer, built_in)) = scorer(server.config(), test)? {
             if built_in {
                 // A model the built-in scorer cannot score is a mistake
@@ -98,6 +103,37 @@ fn test_set(config: &mut ServerConfig) -> anyhow::Result<Option<(String, fusion_
         config.classes = test.classes();
     }
     Ok(Some((name, test)))
+}
+
+/// The first weights of a built-in CNN when `model` names one
+/// (`resnet20x2`, `vgg11:16`) and no `init_model` is set: built here, with
+/// the model code the server library does not link, and handed to it. Its
+/// images have the test data's shape, or Fashion-MNIST's (1x28x28)
+/// without test data; `spec` left at `mlp` means the CNN's own layout.
+fn built_in_cnn(
+    config: &mut ServerConfig,
+    image: Option<[usize; 3]>,
+) -> anyhow::Result<Option<InitialModel>> {
+    if config.init_model.is_some() {
+        return Ok(None);
+    }
+    let device = config.backend()?.device()?;
+    let image = image.unwrap_or([1, 28, 28]);
+    let Some((arch, params, origin)) =
+        initial_cnn(&config.model, image, config.classes, config.seed, &device)
+            .map_err(|e| anyhow::anyhow!("model: {e}"))?
+    else {
+        return Ok(None);
+    };
+    if config.spec == "mlp" {
+        config.spec = arch.spec_name().to_owned();
+    }
+    let spec = InitialModel::spec_setting(&config.spec)?;
+    Ok(Some(InitialModel {
+        params,
+        spec,
+        origin,
+    }))
 }
 
 /// What scores each global model: the built-in MLP on `test` (true: it

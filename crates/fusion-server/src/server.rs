@@ -83,13 +83,30 @@ impl Server {
     /// beyond the built-in MLP's initial weights.
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         config.validate()?;
+        let initial = InitialModel::from_config(&config)?;
+        Self::with_initial_model(config, initial)
+    }
+
+    /// A server whose first global model the caller built: the binary
+    /// builds a built-in CNN (`--model resnet20x2`) with the model code
+    /// this library does not depend on, and hands in its weights and spec.
+    /// The spec is checked against the weights here; a resumed run still
+    /// starts from its checkpoint, which must hold the same tensors.
+    pub fn with_initial_model(
+        config: ServerConfig,
+        initial: InitialModel,
+    ) -> Result<Self, ServerError> {
+        config.validate()?;
+        initial.spec.resolve(&initial.params).map_err(|e| {
+            ServerError::Config(format!("the spec does not fit {}: {e}", initial.origin))
+        })?;
         let tokens = config.tokens()?;
         let device = config.backend()?.device()?;
         let InitialModel {
             params: initial,
             spec,
             origin,
-        } = InitialModel::from_config(&config)?;
+        } = initial;
         let manifest = Payload::from_params(&initial)?.manifest;
         let state_dir = StateDir::open(&config.state_dir)?;
         let (global, completed, run_id, records) = match state_dir.resume()? {

@@ -285,3 +285,29 @@ fn an_init_model_that_its_spec_or_scorer_does_not_fit_is_refused_before_binding(
     assert!(err.contains("set one"), "{err}");
     assert!(!state.join("rounds.jsonl").exists(), "nothing was run");
 }
+
+#[test]
+fn a_built_in_cnn_is_built_by_the_binary_and_its_spec_checked_before_binding() {
+    let dir = tempfile::tempdir().expect("dir");
+    let state = dir.path().join("state");
+    let base = |model: &str, spec: &str| -> Vec<std::ffi::OsString> {
+        vec![
+            "--model".into(),
+            model.into(),
+            "--spec".into(),
+            spec.into(),
+            "--state-dir".into(),
+            state.clone().into(),
+        ]
+    };
+    // The binary builds the ResNet; the library refuses a spec of another
+    // layout for it, naming both.
+    let err = refused_before_binding(&base("resnet20x2", "vgg"));
+    assert!(
+        err.contains("the built-in resnet20x2") && err.contains("cannot infer a vgg spec"),
+        "{err}"
+    );
+    // A model name that is no built-in network says what is accepted.
+    let err = refused_before_binding(&base("resnet21", "mlp"));
+    assert!(err.contains("model:") && err.contains("6·b+2"), "{err}");
+}

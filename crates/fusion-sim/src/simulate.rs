@@ -10,8 +10,8 @@ use fusion_client::ClientConfig;
 use fusion_core::{ParamSet, StrategyKind};
 use fusion_data::Dataset;
 use fusion_experiments::{Figure, Series};
-use fusion_models::Mlp;
-use fusion_server::{Init, RoundRecord, Server, ServerConfig};
+use fusion_models::{Network, initial_cnn};
+use fusion_server::{Init, InitialModel, RoundRecord, Server, ServerConfig};
 use fusion_train::{DistillConfig, Distiller, TestSetScorer};
 use serde::Serialize;
 
@@ -203,7 +203,27 @@ async fn simulate_one(
         finish_grace_secs: 2.0,
         ..ServerConfig::default()
     };
-    let mut server = Server::new(config)?.with_scorer(Arc::new(TestSetScorer::new(
+    let mut config = config;
+    let server = match initial_cnn(
+        &config.model,
+        test.shape(),
+        test.classes(),
+        config.seed,
+        &args.backend.device()?,
+    )? {
+        Some((arch, params, origin)) => {
+            config.spec = arch.spec_name().to_owned();
+            let spec = InitialModel::spec_setting(&config.spec)?;
+            let initial = InitialModel {
+                params,
+                spec,
+                origin,
+            };
+            Server::with_initial_model(config, initial)?
+        }
+        None => Server::new(config)?,
+    };
+    let mut server = server.with_scorer(Arc::new(TestSetScorer::new(
         Arc::new(test.clone()),
         args.data.dataset.to_string(),
         args.backend.device()?,
@@ -275,17 +295,17 @@ fn score_clients(
         return Ok(None);
     };
     let device = args.backend.device()?;
-    let built: Vec<Mlp> = params
+    let built: Vec<Network> = params
         .iter()
-        .map(|p| Mlp::from_params(p, &device))
+        .map(|p| Network::from_params(p, &device))
         .collect::<Result<_, _>>()
         .context("cannot build a client's model")?;
     let mut single_acc = Vec::with_capacity(built.len());
     for m in &built {
-        single_acc.push(fusion_train::evaluate(m, test, &device)?.accuracy);
+        single_acc.push(fusion_train::evaluate_network(m, test, &device)?.accuracy);
     }
-    let refs: Vec<&Mlp> = built.iter().collect();
-    let ensemble = fusion_train::evaluate_ensemble(&refs, test, &device)?;
+    let refs: Vec<&Network> = built.iter().collect();
+    let ensemble = fusion_train::evaluate_networks(&refs, test, &device)?;
     let (best_single_client, best_single_acc) = single_acc
         .iter()
         .copied()

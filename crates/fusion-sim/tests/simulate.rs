@@ -224,3 +224,57 @@ fn simulate_deals_shards_from_a_split_file_and_checks_it() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--clients 3 but"), "{err}");
 }
+
+#[test]
+fn a_resnet_federation_runs_with_its_built_in_spec() {
+    // The server builds the ResNet's first weights (--model resnet20), the
+    // clients train it, and align uses the resnet spec: from the shared
+    // global model it moves next to nothing, as with the MLP.
+    let dir = scratch("simulate-resnet");
+    let o = fusion(&[
+        "simulate",
+        "--dataset",
+        "embedded",
+        "--limit",
+        "800",
+        "--model",
+        "resnet20",
+        "--batch",
+        "50",
+        "--lr",
+        "0.003",
+        "--split",
+        "iid",
+        "--clients",
+        "2",
+        "--rounds",
+        "2",
+        "--strategy",
+        "fedavg,align",
+        "--json",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for run in runs {
+        let rounds = run["rounds"].as_array().expect("rounds");
+        assert_eq!(rounds.len(), 2, "{run}");
+        let acc = rounds[1]["test_acc"].as_f64().expect("accuracy");
+        assert!(acc > 0.3, "{} round 2 accuracy {acc}", run["strategy"]);
+    }
+    let moved = runs[1]["rounds"][0]["moved_fraction"]
+        .as_f64()
+        .expect("moved");
+    assert!(
+        moved < 0.1,
+        "align moved {moved} of the units from a common start"
+    );
+    let global = fusion_core::ParamSet::from_safetensors(
+        &std::fs::read(dir.join("state-align/global.safetensors")).expect("checkpoint"),
+    )
+    .expect("global model");
+    assert!(global.get("layer3.0.shortcut.0.weight").is_some());
+}

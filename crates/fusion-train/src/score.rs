@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fusion_core::{Device, ParamSet, Score, ScoreError, Scorer};
 use fusion_data::Dataset;
-use fusion_models::Mlp;
+use fusion_models::Network;
 
 /// Test loss and accuracy of the built-in MLP on a held-out set.
 #[derive(Clone, Debug)]
@@ -30,21 +30,22 @@ impl TestSetScorer {
 impl Scorer for TestSetScorer {
     fn describe(&self) -> String {
         format!(
-            "the built-in MLP on the {} test set ({} images)",
+            "the built-in network on the {} test set ({} images)",
             self.name,
             self.test.len()
         )
     }
 
     fn score(&self, _round: u32, model: &ParamSet) -> Result<Score, ScoreError> {
-        let mlp = Mlp::from_params(model, &self.device).map_err(|e| {
+        let network = Network::from_params(model, &self.device).map_err(|e| {
             ScoreError(format!(
-                "test data scores the built-in MLP, and this model is not one ({e}); score other models with your own evaluator (fusion-server --evaluate-cmd)"
+                "test data scores the built-in networks (mlp, resnet, vgg), and this model is none of them ({e}); score other models with your own evaluator (fusion-server --evaluate-cmd)"
             ))
         })?;
-        mlp.check_data(self.test.features(), self.test.classes())
+        network
+            .check_data(self.test.shape(), self.test.classes())
             .map_err(|e| ScoreError(format!("the {} test set: {e}", self.name)))?;
-        let m = crate::evaluate(&mlp, &self.test, &self.device)
+        let m = crate::evaluate_network(&network, &self.test, &self.device)
             .map_err(|e| ScoreError(e.to_string()))?;
         Ok(Score {
             loss: Some(m.loss),

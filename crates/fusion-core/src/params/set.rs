@@ -83,6 +83,14 @@ impl ParamSet {
         Ok(name)
     }
 
+    /// The set without its non-float tensors: what the federation protocol
+    /// carries (F32 tensors only), for a built-in model whose files keep
+    /// BatchNorm's integer `num_batches_tracked` for PyTorch.
+    pub fn without_passthrough(mut self) -> Self {
+        self.passthrough.clear();
+        self
+    }
+
     /// The tensor called `name`, if any.
     pub fn get(&self, name: &str) -> Option<&ParamTensor> {
         self.index.get(name).map(|&i| &self.tensors[i])
