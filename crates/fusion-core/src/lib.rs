@@ -73,8 +73,8 @@ pub use params::{
 };
 pub use perm::{PermError, Permutation};
 pub use spec::{
-    AxisRef, BUILTIN_SPECS, LinearLayer, PermDef, PermutationSpec, SpecError, SpecSource,
-    ValidatedSpec, infer_any, infer_mlp_spec, infer_resnet_spec, infer_vgg_spec, linear_chain,
+    AxisRef, LinearLayer, PermDef, PermutationSpec, SpecError, SpecSource, ValidatedSpec,
+    indexed_layers, infer_any, infer_mlp_spec, infer_resnet_spec, infer_vgg_spec, linear_chain,
 };
 pub use text::is_hidden;
 

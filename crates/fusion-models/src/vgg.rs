@@ -15,7 +15,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use fusion_core::ParamSet;
+use fusion_core::{ParamSet, indexed_layers};
 
 use crate::error::ModelError;
 use crate::layers::{Norm2d, NormKind, Reader, Writer, conv, init_rng, linear};
@@ -200,8 +200,8 @@ impl Vgg {
     /// (conv, norm, ReLU take three indices; a fourth is a pool).
     pub fn from_params(params: &ParamSet, device: &Device) -> Result<Self, ModelError> {
         let mut r = Reader::new(params, device, "vgg");
-        let convs = indexed(params, "features.", 4);
-        let linears = indexed(params, "classifier.", 2);
+        let convs = indexed_layers(params, "features.", 4);
+        let linears = indexed_layers(params, "classifier.", 2);
         if convs.is_empty() || linears.is_empty() {
             return Err(ModelError::NotArchitecture {
                 family: "vgg",
@@ -233,17 +233,4 @@ impl Vgg {
             classifier,
         })
     }
-}
-
-/// Sorted indices `i` with a `{prefix}{i}.weight` of rank `rank`.
-fn indexed(params: &ParamSet, prefix: &str, rank: usize) -> Vec<usize> {
-    let mut found: Vec<usize> = params
-        .iter()
-        .filter_map(|(name, t)| {
-            let index = name.strip_prefix(prefix)?.strip_suffix(".weight")?;
-            (t.shape().len() == rank).then(|| index.parse().ok())?
-        })
-        .collect();
-    found.sort_unstable();
-    found
 }

@@ -13,13 +13,19 @@ fn write(path: &Path, set: &ParamSet) {
 
 /// A and B = A with hidden units permuted.
 fn planted_pair(dir: &Path) -> (PathBuf, PathBuf, ParamSet) {
-    let a = synthetic::random_mlp(&[12, 10, 8, 3], 5);
+    planted_mlp_pair(dir, &[12, 10, 8, 3], 5)
+}
+
+/// An MLP A of `widths` drawn from `seed`, and B = A with hidden units
+/// permuted, written to `dir`.
+fn planted_mlp_pair(dir: &Path, widths: &[usize], seed: u64) -> (PathBuf, PathBuf, ParamSet) {
+    let a = synthetic::random_mlp(widths, seed);
     let spec = infer_mlp_spec(&a)
         .expect("mlp")
         .validate(&a)
         .expect("valid");
     let b = spec
-        .apply(&a, &synthetic::random_permutations(spec.sizes(), 6))
+        .apply(&a, &synthetic::random_permutations(spec.sizes(), seed + 1))
         .expect("apply");
     let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
     write(&pa, &a);
@@ -331,17 +337,7 @@ fn align_refuses_a_spec_on_a_wrong_axis_of_the_same_size() {
     // middle weight and P_1 on its columns validates (every size fits) but
     // breaks the function. fusion align must notice and write nothing.
     let dir = scratch("align-wrong-axis");
-    let a = synthetic::random_mlp(&[12, 8, 8, 3], 15);
-    let spec = infer_mlp_spec(&a)
-        .expect("mlp")
-        .validate(&a)
-        .expect("valid");
-    let b = spec
-        .apply(&a, &synthetic::random_permutations(spec.sizes(), 16))
-        .expect("apply");
-    let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
-    write(&pa, &a);
-    write(&pb, &b);
+    let (pa, pb, _) = planted_mlp_pair(&dir, &[12, 8, 8, 3], 15);
     let wrong = dir.join("wrong.toml");
     std::fs::write(
         &wrong,

@@ -210,8 +210,10 @@ pub fn infer_vgg_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
     PermutationSpec::new(perms)
 }
 
-/// Sorted indices `i` with a `{prefix}{i}.weight` of rank `rank`.
-fn indexed_layers(params: &ParamSet, prefix: &str, rank: usize) -> Vec<usize> {
+/// Sorted indices `i` with a `{prefix}{i}.weight` of rank `rank`: the
+/// convolutions (rank 4) or Linear layers (rank 2) of a PyTorch
+/// `nn.Sequential` stored under `prefix` (`features.`, `classifier.`).
+pub fn indexed_layers(params: &ParamSet, prefix: &str, rank: usize) -> Vec<usize> {
     let mut found: Vec<usize> = params
         .iter()
         .filter_map(|(name, t)| {

@@ -8,8 +8,8 @@ mod infer;
 mod model;
 mod validate;
 
-pub use cnn::{infer_resnet_spec, infer_vgg_spec};
+pub use cnn::{indexed_layers, infer_resnet_spec, infer_vgg_spec};
 pub use error::SpecError;
 pub use infer::{LinearLayer, infer_mlp_spec, linear_chain};
-pub use model::{AxisRef, BUILTIN_SPECS, PermDef, PermutationSpec, SpecSource, infer_any};
+pub use model::{AxisRef, PermDef, PermutationSpec, SpecSource, infer_any};
 pub use validate::ValidatedSpec;

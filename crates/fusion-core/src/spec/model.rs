@@ -116,11 +116,9 @@ pub enum SpecSource {
     Given(PermutationSpec),
 }
 
-/// The names `--spec` accepts for built-in layouts, as shown in help.
-pub const BUILTIN_SPECS: &str = "mlp, resnet (alias resnet20), vgg, auto";
-
 impl SpecSource {
-    /// The built-in spec called `name` (see [`BUILTIN_SPECS`]), or `None`
+    /// The built-in spec called `name` (`mlp`, `resnet` or its alias
+    /// `resnet20`, `vgg`, `auto`), or `None`
     /// when `name` is not one (callers then read it as a spec file's path).
     pub fn builtin(name: &str) -> Option<Self> {
         match name {
