@@ -5,6 +5,10 @@
 # and activation matching; then again with the BatchNorm statistics of
 # every interpolated model re-estimated, and with REPAIR.
 #
+# Then the same for the split-merge setting: model A trained on one shard
+# and model B on the other of SPLIT (biased:0.8 by default: each shard
+# holds 80% of half the classes), from different seeds.
+#
 # Sized for a 2-core machine: the embedded Fashion-MNIST sample (12k/2k),
 # a few epochs, 5 interpolation steps. Set DATA=fashion-mnist, EPOCHS,
 # RESNET=resnet20x4 and STEPS=25 for a larger run.
@@ -21,28 +25,45 @@ vgg=${VGG:-vgg11:16}
 steps=${STEPS:-5}
 mkdir -p "$out"
 
-for model in "$resnet" "$vgg"; do
-  tag=${model//:/-}
-  for seed in 1 2; do
-    file="$out/$tag-seed$seed.safetensors"
-    [ -f "$file" ] && continue
-    "$fusion" train --model "$model" --dataset "$data" --epochs "$epochs" --batch 128 --lr 3e-3 \
-      --seed "$seed" --no-progress --json --out "$file" > "$out/$tag-seed$seed.train.json"
-  done
-  a="$out/$tag-seed1.safetensors"
-  b="$out/$tag-seed2.safetensors"
+split=${SPLIT:-biased:0.8}
+
+# train TAG MODEL SEED [fusion train flags]: one model, kept if present.
+train() {
+  local tag=$1 model=$2 seed=$3
+  shift 3
+  [ -f "$out/$tag.safetensors" ] && return 0
+  "$fusion" train --model "$model" --dataset "$data" --epochs "$epochs" --batch 128 --lr 3e-3 \
+    --seed "$seed" --no-progress --json "$@" --out "$out/$tag.safetensors" > "$out/$tag.train.json"
+}
+
+# barriers TAG A B: interpolation plain, with BatchNorm re-estimated, with REPAIR.
+barriers() {
+  local tag=$1 a=$2 b=$3
   "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
     --method naive,weight,activation --json --out "$out/$tag-plain" > "$out/$tag-plain.json"
   "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
     --method naive,weight,activation --reset-bn-batches 8 --json --out "$out/$tag-reset" > "$out/$tag-reset.json"
   "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
     --method naive,weight --repair-batches 2 --json --out "$out/$tag-repair" > "$out/$tag-repair.json"
+}
+
+for model in "$resnet" "$vgg"; do
+  tag=${model//:/-}
+  train "$tag-seed1" "$model" 1
+  train "$tag-seed2" "$model" 2
+  [ -f "$out/$tag-repair.json" ] || barriers "$tag" "$out/$tag-seed1.safetensors" "$out/$tag-seed2.safetensors"
+done
+for model in "$resnet" "$vgg"; do
+  tag=${model//:/-}-split
+  train "$tag-a" "$model" 1 --split "$split" --shard 0/2
+  train "$tag-b" "$model" 2 --split "$split" --shard 1/2
+  [ -f "$out/$tag-repair.json" ] || barriers "$tag" "$out/$tag-a.safetensors" "$out/$tag-b.safetensors"
 done
 
 python3 - "$out" "$resnet" "$vgg" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])
-for model in sys.argv[2:]:
+for model in [m + s for s in ("", "-split") for m in sys.argv[2:]]:
     tag = model.replace(":", "-")
     print(f"\n{model}")
     for run in ("plain", "reset", "repair"):
