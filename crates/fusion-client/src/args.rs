@@ -156,6 +156,8 @@ impl ClientArgs {
         config.train.optimizer = self.optimizer;
         config.train.seed = seed;
         config.train.progress = false;
+        // CIFAR-10's standard recipe crops and mirrors its training images.
+        config.train.augment = matches!(self.dataset, DataSource::Cifar10(_));
         config.train.validate()?;
         config.init_epochs = self.init_epochs;
         config.init_seed = seed;

@@ -26,8 +26,8 @@ pub fn permuted_output_difference(
     seed: u64,
     device: &Device,
 ) -> Result<f32, ModelError> {
-    let a = Network::from_params(original, device)?;
-    let b = Network::from_params(permuted, device)?;
+    let a = network_of(original, device)?;
+    let b = network_of(permuted, device)?;
     let shape = a.probe_shape(batch);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let values: Vec<f32> = (0..shape.iter().product())
@@ -55,4 +55,32 @@ pub fn permuted_output_difference(
             |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
         );
     Ok(diff / scale)
+}
+
+/// The built-in network `params` describe, whatever the naming of an MLP:
+/// a chain of Linear layers that `--spec mlp` accepts (`layers.{i}`, an
+/// `nn.Sequential`'s `0`, `2`, …, or `fc1`, `fc2`, …) is renamed to
+/// `layers.{k}` first, so the check covers every layout a built-in spec
+/// infers.
+fn network_of(params: &ParamSet, device: &Device) -> Result<Network, ModelError> {
+    let error = match Network::from_params(params, device) {
+        Ok(network) => return Ok(network),
+        Err(e) => e,
+    };
+    let Ok(chain) = fusion_core::linear_chain(params) else {
+        return Err(error);
+    };
+    let mut renamed = ParamSet::new();
+    for (k, layer) in chain.iter().enumerate() {
+        let tensors = std::iter::once((&layer.weight, "weight"))
+            .chain(layer.bias.as_ref().map(|b| (b, "bias")));
+        for (name, kind) in tensors {
+            if let Some(t) = params.get(name) {
+                renamed.insert(format!("layers.{k}.{kind}"), t.clone())?;
+            }
+        }
+    }
+    Ok(Network::Mlp(crate::mlp::Mlp::from_params(
+        &renamed, device,
+    )?))
 }

@@ -251,7 +251,7 @@ impl ResNet {
     }
 
     /// Builds the ResNet from a parameter set in PyTorch names and layout
-    /// (see the module's documentation). Strides follow the architecture:
+    /// (see the module's documentation; the head may be named `fc`). Strides follow the architecture:
     /// the first block of every stage after the first halves the map.
     /// Any other tensor, a missing one, or sizes that do not chain are
     /// refused with the tensor's name.
@@ -280,6 +280,16 @@ impl ResNet {
                 let bn2 = r.norm(&format!("{p}.bn2"), out)?;
                 let shortcut = if r.has(&format!("{p}.shortcut.0.weight")) {
                     let conv = r.conv(&format!("{p}.shortcut.0"), Some(inputs), stride)?;
+                    let [projected, ..] = conv.weight.dims();
+                    if projected != out {
+                        return Err(ModelError::NotArchitecture {
+                            family: "resnet",
+                            reason: format!(
+                                "'{p}.shortcut.0.weight' gives {projected} channels but the \
+                                 block's conv2 gives {out}: they cannot be added"
+                            ),
+                        });
+                    }
                     let norm = r.norm(&format!("{p}.shortcut.1"), out)?;
                     Some(Shortcut { conv, norm })
                 } else if stride != 1 || inputs != out {
@@ -310,7 +320,14 @@ impl ResNet {
                 reason: "no residual blocks (tensors named like 'layer1.0.conv1.weight')".into(),
             });
         }
-        let linear = r.linear("linear", inputs)?;
+        // `fc` is torchvision's name for the head; files are written back
+        // with the CIFAR code's `linear`.
+        let head = if r.has("linear.weight") || !r.has("fc.weight") {
+            "linear"
+        } else {
+            "fc"
+        };
+        let linear = r.linear(head, inputs)?;
         r.finish()?;
         Ok(Self {
             conv1,

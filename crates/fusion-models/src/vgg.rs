@@ -215,8 +215,20 @@ impl Vgg {
         for (k, &i) in convs.iter().enumerate() {
             let conv = r.conv(&format!("features.{i}"), inputs, 1)?;
             let [width, ..] = conv.weight.dims();
-            let norm = r.norm(&format!("features.{}", i + 1), width)?;
-            let pool = convs.get(k + 1).is_some_and(|&next| next - i > 3);
+            let norm = r.norm(&format!("features.{}", i.saturating_add(1)), width)?;
+            let pool = match convs.get(k + 1).map(|&next| next - i) {
+                None | Some(3) => false,
+                Some(4) => true,
+                Some(gap) => {
+                    return Err(ModelError::NotArchitecture {
+                        family: "vgg",
+                        reason: format!(
+                            "{gap} modules between 'features.{i}' and the next convolution; \
+                             expected conv, norm, ReLU and at most a max-pool (3 or 4)"
+                        ),
+                    });
+                }
+            };
             features.push(VggConv { conv, norm, pool });
             inputs = Some(width);
         }

@@ -282,3 +282,37 @@ fn foreign_tensors_and_bad_names_are_refused_by_name() {
         assert_eq!(shown.parse::<Architecture>().expect("again"), arch);
     }
 }
+
+#[test]
+fn a_fresh_network_and_its_file_compute_the_same() {
+    // Strides (ResNet) and pools (VGG) are not in the tensors: they are
+    // read back from the names. A wrong reading changes the outputs.
+    for arch in ["resnet20x2", "vgg11:8", "vgg16-ln:4"] {
+        let net = Network::init(&arch.parse().expect("arch"), [3, 16, 16], 10, 12, &device());
+        let back = Network::from_params(&net.to_params(), &device()).expect("back");
+        assert_eq!(
+            outputs(&net, images(2, 5)),
+            outputs(&back, images(2, 5)),
+            "{arch}"
+        );
+    }
+}
+
+#[test]
+fn a_shortcut_of_the_wrong_width_is_refused_not_run() {
+    let (_, params) = random_network("resnet20", 13);
+    let mut bad = ParamSet::new();
+    for (name, t) in params.iter() {
+        let t = if name == "layer2.0.shortcut.0.weight" {
+            ParamTensor::zeros(vec![16, 16, 1, 1])
+        } else {
+            t.clone()
+        };
+        bad.insert(name, t).expect("insert");
+    }
+    let err = Network::from_params(&bad, &device()).expect_err("mismatched shortcut");
+    assert!(
+        err.to_string().contains("layer2.0.shortcut.0.weight"),
+        "{err}"
+    );
+}

@@ -108,8 +108,9 @@ fn test_set(config: &mut ServerConfig) -> anyhow::Result<Option<(String, fusion_
 /// The first weights of a built-in CNN when `model` names one
 /// (`resnet20x2`, `vgg11:16`) and no `init_model` is set: built here, with
 /// the model code the server library does not link, and handed to it. Its
-/// images have the test data's shape, or Fashion-MNIST's (1x28x28)
-/// without test data; `spec` left at `mlp` means the CNN's own layout.
+/// images have the test data's shape, or without test data the shape
+/// `inputs` names (784: 1x28x28, 3072: 3x32x32); `spec` left at `mlp`
+/// means the CNN's own layout.
 fn built_in_cnn(
     config: &mut ServerConfig,
     image: Option<[usize; 3]>,
@@ -118,7 +119,16 @@ fn built_in_cnn(
         return Ok(None);
     }
     let device = config.backend()?.device()?;
-    let image = image.unwrap_or([1, 28, 28]);
+    let image = match (image, config.inputs) {
+        (Some(shape), _) => shape,
+        (None, 784) => [1, 28, 28],
+        (None, 3072) => [3, 32, 32],
+        (None, n) => anyhow::bail!(
+            "--model {}: without --test-data the image shape comes from --inputs, \
+             784 (1x28x28, Fashion-MNIST) or 3072 (3x32x32, CIFAR-10), not {n}",
+            config.model
+        ),
+    };
     let Some((arch, params, origin)) =
         initial_cnn(&config.model, image, config.classes, config.seed, &device)
             .map_err(|e| anyhow::anyhow!("model: {e}"))?

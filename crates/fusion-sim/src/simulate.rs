@@ -256,6 +256,8 @@ async fn simulate_one(
         c.train.batch = args.batch;
         c.train.seed = args.seed.wrapping_add(i as u64);
         c.train.progress = false;
+        // As `fusion-client`: CIFAR-10 training images are cropped and mirrored.
+        c.train.augment = matches!(args.data.dataset, fusion_data::DataSource::Cifar10(_));
         // One-shot: each client trains from its own initialisation for the
         // local epochs; cold start: for --init-epochs.
         c.init_epochs = if args.one_shot {

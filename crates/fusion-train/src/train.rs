@@ -155,8 +155,10 @@ pub(crate) fn shuffle_for_epoch(order: &mut [usize], seed: u64, epoch: usize) {
     order.shuffle(&mut rng);
 }
 
-/// ‖w − w₀‖² over every trainable tensor (norm scales and shifts
-/// included, running statistics not), tracked for autodiff through `model`.
+/// ‖w − w₀‖² over every float tensor burn visits (norm scales and shifts
+/// included), tracked for autodiff through `model`. BatchNorm running
+/// statistics are visited too; they carry no gradient, so they add a
+/// constant that changes no step.
 fn proximal_term(model: &Network, anchors: &[Tensor<1>], autodiff: &Device) -> Tensor<1> {
     let current = flat_params(model);
     let mut total: Option<Tensor<1>> = None;

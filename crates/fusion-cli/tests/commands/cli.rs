@@ -440,3 +440,83 @@ fn align_and_inspect_know_resnet_and_vgg() {
         assert!(stderr_line(&out).contains(&format!("cannot infer a {other} spec")));
     }
 }
+
+#[test]
+fn align_checks_outputs_of_sequential_mlps_and_resnets_too() {
+    use fusion_models::{Architecture, Network};
+    let dir = scratch("align-wrong-axis-more");
+    let out_path = dir.join("out.safetensors");
+    let align = |a: &Path, b: &Path, spec: &Path| {
+        fusion(&[
+            "align",
+            "--a",
+            s(a),
+            "--b",
+            s(b),
+            "--out",
+            s(&out_path),
+            "--spec",
+            s(spec),
+        ])
+    };
+
+    // An nn.Sequential MLP (0, 2, 4), which --spec mlp infers, with P_0
+    // and P_1 swapped on the middle weight's axes.
+    let (pa, pb, a) = planted_mlp_pair(&dir, &[12, 8, 8, 3], 25);
+    let renamed = |set: &ParamSet| {
+        let mut out = ParamSet::new();
+        for (name, t) in set.iter() {
+            let k: usize = name[7..8].parse().expect("layer index");
+            let kind = &name[9..];
+            out.insert(format!("{}.{kind}", 2 * k), t.clone())
+                .expect("insert");
+        }
+        out
+    };
+    let b = ParamSet::from_safetensors(&std::fs::read(&pb).expect("b")).expect("b");
+    write(&pa, &renamed(&a));
+    write(&pb, &renamed(&b));
+    let wrong = dir.join("wrong-mlp.toml");
+    std::fs::write(
+        &wrong,
+        "[permutations]\nP_0 = [\"0.weight:0\", \"0.bias:0\", \"2.weight:0\"]\n\
+         P_1 = [\"2.weight:1\", \"2.bias:0\", \"4.weight:1\"]\n",
+    )
+    .expect("spec");
+    let out = align(&pa, &pb, &wrong);
+    assert!(
+        !out.status.success(),
+        "a wrong spec on a Sequential MLP was accepted"
+    );
+    assert!(stderr_line(&out).contains("does not keep the model's function"));
+    assert!(!out_path.exists());
+
+    // A ResNet-20 whose spec swaps the input axes of two blocks' conv2
+    // (both 16 channels): valid sizes, wrong function.
+    let arch: Architecture = "resnet20".parse().expect("arch");
+    let device = fusion_core::ComputeBackend::Flex.device().expect("flex");
+    let (ra, rb) = (dir.join("ra.safetensors"), dir.join("rb.safetensors"));
+    for (seed, path) in [(3, &ra), (4, &rb)] {
+        write(
+            path,
+            &Network::init(&arch, [1, 28, 28], 10, seed, &device).to_params(),
+        );
+    }
+    let model = ParamSet::from_safetensors(&std::fs::read(&ra).expect("ra")).expect("ra");
+    let mut spec = fusion_core::infer_resnet_spec(&model)
+        .expect("spec")
+        .to_toml();
+    spec = spec
+        .replace("\"layer1.0.conv2.weight:1\"", "\"SWAP\"")
+        .replace("\"layer1.1.conv2.weight:1\"", "\"layer1.0.conv2.weight:1\"")
+        .replace("\"SWAP\"", "\"layer1.1.conv2.weight:1\"");
+    let wrong = dir.join("wrong-resnet.toml");
+    std::fs::write(&wrong, spec).expect("spec");
+    let out = align(&ra, &rb, &wrong);
+    assert!(
+        !out.status.success(),
+        "a wrong spec on a ResNet was accepted"
+    );
+    assert!(stderr_line(&out).contains("does not keep the model's function"));
+    assert!(!out_path.exists());
+}

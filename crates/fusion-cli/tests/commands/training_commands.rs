@@ -350,4 +350,31 @@ fn cnns_train_merge_and_interpolate_on_cifar_files() {
     ]));
     assert_eq!(v["correction"]["kind"], "repair");
     assert_eq!(v["curves"].as_array().expect("curves").len(), 3);
+    let plain = json(&fusion(&[
+        "interpolate",
+        "--a",
+        s(&a),
+        "--b",
+        s(&b),
+        "--dataset",
+        &data,
+        "--steps",
+        "3",
+        "--method",
+        "weight",
+        "--json",
+        "--out",
+        s(&dir.join("interp-plain")),
+    ]));
+    let midpoint = |v: &serde_json::Value, i: usize| {
+        v["curves"][i]["midpoint"]["loss"]
+            .as_f64()
+            .expect("finite midpoint loss")
+    };
+    // curves[1] is weight matching in the REPAIR run (naive, weight, activation).
+    assert_ne!(
+        midpoint(&v, 1),
+        midpoint(&plain, 0),
+        "REPAIR changed nothing"
+    );
 }

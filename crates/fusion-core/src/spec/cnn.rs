@@ -199,7 +199,7 @@ pub fn infer_vgg_spec(params: &ParamSet) -> Result<PermutationSpec, SpecError> {
             // A norm sits at a later index of `features` before the next
             // convolution (a ReLU and pooling between hold no tensors).
             let next_conv = convs.iter().find(|&&c| c > *index).copied();
-            for n in (index + 1)..next_conv.unwrap_or(index + 4) {
+            for n in index.saturating_add(1)..next_conv.unwrap_or(index.saturating_add(4)) {
                 perm.axes
                     .extend(claimed.norm(params, &format!("features.{n}")));
             }

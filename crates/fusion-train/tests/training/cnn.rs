@@ -90,6 +90,25 @@ fn reset_batch_norm_measures_the_first_layer_exactly() {
             var[k]
         );
     }
+    // Two batches of 32: the running mean is the mean of the two batch
+    // means, which is the mean over all 64 (momentum 1/k, not 0.1).
+    let twice = reset_batch_norm(
+        Network::init(&arch, sample.shape(), 10, 5, &device()),
+        &sample,
+        2,
+        32,
+        0,
+        &device(),
+    )
+    .expect("reset")
+    .to_params();
+    let two_mean = twice.get("features.1.running_mean").expect("mean").data();
+    for k in 0..channels {
+        assert!(
+            (two_mean[k] - mean[k]).abs() < 1e-4,
+            "two batches, mean {k}"
+        );
+    }
     // Weights are untouched.
     assert_eq!(
         params.get("features.0.weight"),
