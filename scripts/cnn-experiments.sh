@@ -36,28 +36,34 @@ train() {
     --seed "$seed" --no-progress --json "$@" --out "$out/$tag.safetensors" > "$out/$tag.train.json"
 }
 
+# interp TAG RUN A B [flags]: one interpolation, kept if present.
+interp() {
+  local tag=$1 run=$2 a=$3 b=$4
+  shift 4
+  [ -s "$out/$tag-$run.json" ] && return 0
+  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" "$@" \
+    --json --out "$out/$tag-$run" > "$out/$tag-$run.json"
+}
+
 # barriers TAG A B: interpolation plain, with BatchNorm re-estimated, with REPAIR.
 barriers() {
   local tag=$1 a=$2 b=$3
-  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
-    --method naive,weight,activation --json --out "$out/$tag-plain" > "$out/$tag-plain.json"
-  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
-    --method naive,weight,activation --reset-bn-batches 8 --json --out "$out/$tag-reset" > "$out/$tag-reset.json"
-  "$fusion" interpolate --a "$a" --b "$b" --dataset "$data" --steps "$steps" \
-    --method naive,weight --repair-batches 2 --json --out "$out/$tag-repair" > "$out/$tag-repair.json"
+  interp "$tag" plain "$a" "$b" --method naive,weight,activation
+  interp "$tag" reset "$a" "$b" --method naive,weight,activation --reset-bn-batches 8
+  interp "$tag" repair "$a" "$b" --method naive,weight --repair-batches 2
 }
 
 for model in "$resnet" "$vgg"; do
   tag=${model//:/-}
   train "$tag-seed1" "$model" 1
   train "$tag-seed2" "$model" 2
-  [ -f "$out/$tag-repair.json" ] || barriers "$tag" "$out/$tag-seed1.safetensors" "$out/$tag-seed2.safetensors"
+  barriers "$tag" "$out/$tag-seed1.safetensors" "$out/$tag-seed2.safetensors"
 done
 for model in "$resnet" "$vgg"; do
   tag=${model//:/-}-split
   train "$tag-a" "$model" 1 --split "$split" --shard 0/2
   train "$tag-b" "$model" 2 --split "$split" --shard 1/2
-  [ -f "$out/$tag-repair.json" ] || barriers "$tag" "$out/$tag-a.safetensors" "$out/$tag-b.safetensors"
+  barriers "$tag" "$out/$tag-a.safetensors" "$out/$tag-b.safetensors"
 done
 
 python3 - "$out" "$resnet" "$vgg" <<'PY'
