@@ -36,8 +36,8 @@ pub struct Curve {
     pub align_seconds: f64,
 }
 
-/// What is done to each interpolated network before it is scored (the end
-/// models are scored as they are).
+/// What is done to each interpolated network before it is scored; with
+/// re-estimated BatchNorm statistics, the end models' are re-estimated too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Correction {
@@ -122,8 +122,22 @@ pub fn interpolate(
         };
         Ok(evaluate_network(&model, &data.test, device)?)
     };
-    let end_a = evaluate_network(&net_a, &data.test, device)?;
-    let end_b = evaluate_network(&Network::from_params(b, device)?, &data.test, device)?;
+    // The end models are scored with statistics measured the same way as
+    // the interpolated ones' when those are re-estimated: training leaves
+    // running statistics that lag the final weights, and a barrier against
+    // them would credit the re-estimation, not the merge.
+    let end = |params: &ParamSet| -> Result<Metrics, ExperimentError> {
+        match correction {
+            // REPAIR's targets at λ = 0 or 1 are the model's own moments.
+            Correction::Repair { .. } => Ok(evaluate_network(
+                &Network::from_params(params, device)?,
+                &data.test,
+                device,
+            )?),
+            _ => score(params, &net_a, 0.0),
+        }
+    };
+    let (end_a, end_b) = (end(a)?, end(b)?);
     let grid = lambdas(steps);
     let mut curves = Vec::with_capacity(methods.len());
     for &method in methods {

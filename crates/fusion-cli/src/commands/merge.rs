@@ -40,6 +40,9 @@ pub fn run(args: MergeArgs) -> Result<()> {
         models.push(m);
         counts.push(examples);
     }
+    if args.reset_bn_batches > 0 && args.dataset.is_none() {
+        bail!("--reset-bn-batches needs --dataset (the data to measure the statistics on)");
+    }
     let (weights, weighted_by, warning) = weights(&args, &counts);
     let models: Vec<(ParamSet, f64)> = models.into_iter().zip(weights).collect();
     if let Some(warning) = warning {
@@ -169,9 +172,14 @@ fn reset_statistics(args: &MergeArgs, merged: ParamSet, batches: usize) -> Resul
     )
     .context("re-estimating BatchNorm statistics")?;
     // Only running statistics changed; they go back into the merged set,
-    // which keeps its tensor order and integer tensors.
+    // which keeps its names (a `fc` head stays `fc`), tensor order and
+    // integer tensors.
     let mut out = merged;
-    for (name, t) in network.to_params().iter() {
+    let statistics = network.to_params();
+    let changed = statistics
+        .iter()
+        .filter(|(name, _)| name.ends_with(".running_mean") || name.ends_with(".running_var"));
+    for (name, t) in changed {
         let position = out
             .position(name)
             .with_context(|| format!("tensor '{name}' is not in the merged model"))?;
