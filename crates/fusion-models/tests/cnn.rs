@@ -316,3 +316,32 @@ fn a_shortcut_of_the_wrong_width_is_refused_not_run() {
         "{err}"
     );
 }
+
+#[test]
+fn weight_matching_leaves_running_statistics_out_of_its_cost() {
+    // B = A permuted, then B's running variances replaced by large values
+    // unrelated to A's: statistics describe activations, not weights, and
+    // must not pull the matching. The planted permutation still comes back.
+    let (_, a) = random_network("resnet20", 14);
+    let spec = infer_resnet_spec(&a)
+        .expect("spec")
+        .validate(&a)
+        .expect("valid");
+    let planted = random_permutations(spec.sizes(), 141);
+    let permuted = spec.apply(&a, &planted).expect("apply");
+    let mut b = ParamSet::new();
+    for (i, (name, t)) in permuted.iter().enumerate() {
+        let t = if name.ends_with("running_var") {
+            let data = noise(t.numel(), 9000 + i as u64, 100.0, 1000.0);
+            ParamTensor::new(name, t.shape().to_vec(), data).expect("tensor")
+        } else {
+            t.clone()
+        };
+        b.insert(name, t).expect("insert");
+    }
+    let device = ComputeBackend::Flex.device().expect("flex");
+    let found = weight_matching(&spec, &a, &b, &device, &MatchOptions::default()).expect("match");
+    for ((name, f), p) in spec.names().iter().zip(&found.perms).zip(&planted) {
+        assert_eq!(f, &p.inverse(), "{name} pulled off by running statistics");
+    }
+}

@@ -16,6 +16,15 @@ const MAX_CORRECTIONS: usize = 16;
 /// permutation's units: it costs `k/n` of a full product, plus gathers.
 const CORRECTION_FRACTION: usize = 3;
 
+/// Whether `name` is a BatchNorm running statistic. Those move with their
+/// channels (they are in the spec) but describe activations, not weights,
+/// and their scale is unlike the weights': weight matching leaves them out
+/// of the cost, as the paper's implementation does, where they are not
+/// parameters at all.
+fn is_running_statistic(name: &str) -> bool {
+    name.ends_with(".running_mean") || name.ends_with(".running_var")
+}
+
 /// One cached (tensor, axis) term of a permutation's similarity matrix.
 #[derive(Clone)]
 struct CachedTerm {
@@ -117,6 +126,9 @@ impl<'s> CostBuilder<'s> {
         let mut total: Option<Tensor<2>> = None;
         for (entry, &(ti, axis)) in self.spec.axes_of(p).iter().enumerate() {
             let info = &self.spec.tensors()[ti];
+            if is_running_statistic(&info.name) {
+                continue;
+            }
             // The tensor's axes permuted by permutations other than `p`.
             let others: Vec<(usize, usize)> = info
                 .perm_of_axis
