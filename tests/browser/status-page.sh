@@ -106,7 +106,7 @@ assert text("clients") == "1", f"clients seen {text('clients')!r}; one client jo
 want = "waiting for clients: 1 of the 2 needed to open round 3"
 assert text("phase") == want, f"the page says {text('phase')!r}, expected {want!r}"
 assert text("accepted") == "2", f"updates merged {text('accepted')!r}: the two rounds before the restart count"
-assert text("scoring").startswith("scored by the built-in MLP on the embedded test set"), f"the page says {text('scoring')!r} of what scores rounds"
+assert text("scoring").startswith("scored by the built-in network on the embedded test set"), f"the page says {text('scoring')!r} of what scores rounds"
 hostile = sys.argv[4]
 clients = re.search(r'<table id="clientlist">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
 cell = re.findall(r"<td>(.*?)</td>", clients)[0]

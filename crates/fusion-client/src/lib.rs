@@ -7,7 +7,7 @@
 //!
 //! - [`ClientConfig`]: server address, TLS/token, model and training.
 //! - [`run`]: the loop; [`ClientSummary`] says what happened.
-//! - [`LocalTraining`]: where updates come from: the built-in MLP on this
+//! - [`LocalTraining`]: where updates come from: a built-in network on this
 //!   shard, or the user's own training command ([`run_with`]), run each
 //!   round under the `FUSION_*` contract with its output checked before
 //!   anything is uploaded.

@@ -146,7 +146,7 @@ fn built_in_cnn(
     }))
 }
 
-/// What scores each global model: the built-in MLP on `test` (true: it
+/// What scores each global model: the built-in network on `test` (true: it
 /// is checked on the first model before binding), the user's
 /// `evaluate_cmd` (false: it is not run before round 1), or nothing.
 fn scorer(

@@ -259,7 +259,7 @@ fn an_init_model_that_its_spec_or_scorer_does_not_fit_is_refused_before_binding(
     let err = refused_before_binding(&args);
     assert!(err.contains("spec `mlp` does not fit"), "{err}");
 
-    // A spec that fits, but --test-data scores the built-in MLP only.
+    // A spec that fits, but --test-data scores the built-in networks only.
     std::fs::write(
         &spec,
         "[permutations]\nP1 = [\"conv1.weight:0\", \"conv1.bias:0\", \"conv2.weight:1\"]\n\

@@ -1,4 +1,4 @@
-//! Scoring a federation's global model with the built-in MLP on a test
+//! Scoring a federation's global model with a built-in network on a test
 //! set: what `fusion-server --test-data` and `fusion simulate` hand the
 //! server.
 
@@ -8,7 +8,7 @@ use fusion_core::{Device, ParamSet, Score, ScoreError, Scorer};
 use fusion_data::Dataset;
 use fusion_models::Network;
 
-/// Test loss and accuracy of the built-in MLP on a held-out set.
+/// Test loss and accuracy of a built-in network (MLP, ResNet, VGG) on a held-out set.
 #[derive(Clone, Debug)]
 pub struct TestSetScorer {
     test: Arc<Dataset>,
