@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use fusion_core::{ComputeBackend, Reference, StrategyConfig, StrategyKind};
+use fusion_core::{BatchNormStatistics, ComputeBackend, Reference, StrategyConfig, StrategyKind};
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
 use fusion_models::{Architecture, MlpArchitecture};
 use fusion_train::OptimizerKind;
@@ -149,6 +149,11 @@ pub struct SimulateArgs {
     /// The strategies' settings.
     #[command(flatten)]
     pub strategy_options: StrategyArgs,
+    /// BatchNorm running statistics after each merge: reestimate (clients
+    /// measure them on their shards, one more exchange per round) or
+    /// average. Models without BatchNorm ignore it.
+    #[arg(long, default_value = "reestimate", value_enum)]
+    pub batch_norm: BatchNormStatistics,
     /// FedProx μ sent to clients.
     #[arg(long, default_value_t = 0.0)]
     pub proximal_mu: f64,
@@ -575,7 +580,10 @@ pub struct InterpolateArgs {
     /// The data: test set for the curves, training set for activation matching.
     #[command(flatten)]
     pub data: DataArgs,
-    /// Alignment methods, comma-separated: naive, weight, activation.
+    /// Alignment methods, comma-separated: naive, weight, activation, ste.
+    /// ste (STE matching, the paper's Algorithm 2) is expensive: a weight
+    /// matching and a training step of the midpoint per batch of 100, over
+    /// one epoch of the training set.
     #[arg(long, default_value = "naive,weight,activation")]
     pub method: String,
     /// Number of λ values from 0 to 1 (odd counts include 0.5).

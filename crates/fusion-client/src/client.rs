@@ -377,11 +377,20 @@ impl Session {
         let own = own.clone();
         let names = names.to_vec();
         let backend = self.config.backend;
+        let batch = self.config.train.batch;
         self.health.write("computing statistics");
         tokio::task::spawn_blocking(move || {
             let device = backend.device()?;
-            fusion_train::client_statistics(&own, reference.as_ref(), &names, &data, &device)
-                .map_err(ClientError::from)
+            // BatchNorm moments are measured in the exchange's (merged)
+            // model; they come in an exchange of their own.
+            let moments = names.iter().any(|n| n.starts_with("moments:"));
+            let statistics = if moments {
+                let model = reference.as_ref().unwrap_or(&own);
+                fusion_train::batch_norm_moments(model, &names, &data, batch, &device)
+            } else {
+                fusion_train::client_statistics(&own, reference.as_ref(), &names, &data, &device)
+            };
+            statistics.map_err(ClientError::from)
         })
         .await
         .map_err(|e| ClientError::Model(format!("statistics task failed: {e}")))?

@@ -62,10 +62,11 @@ pub use device::{BackendError, ComputeBackend};
 pub use lap::{Assignment, LapError, LapSolver, Sense};
 pub use matching::{MatchError, MatchOptions, MatchResult, weight_matching};
 pub use merge::{
-    Aggregation, AlignToReference, Instructions, Layerwise, MergeError, MergeMany, MergeOutcome,
-    ModelReport, PermMoved, Reference, Refinement, Refiner, RegMean, RoundContext, RunningSum,
-    Score, ScoreError, Scorer, StatisticKind, StatisticRequest, StatisticTensor, Strategy,
-    StrategyConfig, StrategyKind, Update, WeightedAverage, add_unpacked, check_gram, pack_upper,
+    Aggregation, AlignToReference, BatchNormStatistics, Instructions, Layerwise, MergeError,
+    MergeMany, MergeOutcome, ModelReport, PermMoved, ReestimateBatchNorm, Reference, Refinement,
+    Refiner, RegMean, RoundContext, RunningSum, Score, ScoreError, Scorer, StatisticKind,
+    StatisticRequest, StatisticTensor, Strategy, StrategyConfig, StrategyKind, Update,
+    WeightedAverage, add_unpacked, batch_norm_layers, check_gram, check_moments, pack_upper,
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,

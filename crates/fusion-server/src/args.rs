@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use fusion_server::{Init, Reference, SecretString, ServerConfig, ServerError, StrategyKind};
+use fusion_server::{
+    BatchNormStatistics, Init, Reference, SecretString, ServerConfig, ServerError, StrategyKind,
+};
 
 /// `fusion-server`: the aggregator of a Fusion federation.
 #[derive(Debug, Clone, Parser)]
@@ -61,6 +63,11 @@ pub struct ServerArgs {
     /// (opt-in; costs weight matching and a model per client in exchange 0).
     #[arg(long, env = "FUSION_LAYERWISE_ALIGN")]
     pub layerwise_align: bool,
+    /// BatchNorm running statistics after a merge: reestimate (clients
+    /// measure them on their data, one more exchange per round) or average
+    /// [default: reestimate].
+    #[arg(long, env = "FUSION_BATCH_NORM")]
+    pub batch_norm: Option<BatchNormStatistics>,
     /// After the last round, keep serving until stopped instead of exiting
     /// (for a Kubernetes StatefulSet).
     #[arg(long, env = "FUSION_SERVE_FINAL")]
@@ -214,7 +221,7 @@ impl ServerArgs {
             listen => listen, rounds => rounds, min_clients => min_clients,
             fraction => fraction, deadline => round_deadline_secs, strategy => strategy,
             reference => reference, max_passes => max_passes,
-            regmean_alpha => regmean_alpha, ridge => ridge,
+            regmean_alpha => regmean_alpha, ridge => ridge, batch_norm => batch_norm,
             backend => backend, state_dir => state_dir,
             model => model, spec => spec, evaluate_timeout => evaluate_timeout_secs,
             inputs => inputs, classes => classes, init => init, seed => seed,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use fusion_core::{BatchNormStatistics, Reference, StrategyKind};
 use fusion_core::{ComputeBackend, MergeMany, MlpArchitecture, SpecSource, StrategyConfig};
-pub use fusion_core::{Reference, StrategyKind};
 use fusion_net::TokenTable;
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// Whether `layerwise` starts from an alignment of the clients to the
     /// largest one (opt-in; see `StrategyConfig::layerwise_align`).
     pub layerwise_align: bool,
+    /// What happens to a merged model's BatchNorm running statistics
+    /// (see [`BatchNormStatistics`]).
+    pub batch_norm: BatchNormStatistics,
     /// After the last round, keep serving (FINISHED to clients, the final
     /// model to FetchGlobal for round `rounds + 1`, the status page) until
     /// stopped, instead of exiting: for orchestrators that restart a
@@ -217,6 +220,7 @@ impl Default for ServerConfig {
             regmean_alpha: StrategyConfig::DEFAULT_REGMEAN_ALPHA,
             ridge: StrategyConfig::DEFAULT_RIDGE,
             layerwise_align: false,
+            batch_norm: BatchNormStatistics::default(),
             serve_final: false,
             backend: ComputeBackend::default().to_string(),
             state_dir: PathBuf::from("fusion-state"),
@@ -423,6 +427,7 @@ impl ServerConfig {
         config.regmean_alpha = self.regmean_alpha;
         config.ridge = self.ridge;
         config.layerwise_align = self.layerwise_align;
+        config.batch_norm = self.batch_norm;
         config
     }
 

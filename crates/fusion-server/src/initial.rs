@@ -58,10 +58,25 @@ impl InitialModel {
 }
 
 impl InitialModel {
-    /// The spec a `spec` setting names: a built-in layout or a spec file,
-    /// read now. For callers that build the first model themselves.
-    pub fn spec_setting(arg: &str) -> Result<SpecSource, ServerError> {
-        read_spec(arg)
+    /// A built-in network the caller built (a CNN, with the model code
+    /// this library does not link), whose own layout is `layout`
+    /// (`resnet`, `vgg`). `config.spec` left at its default (`mlp`, which
+    /// cannot describe a CNN) becomes `layout`; any other setting is the
+    /// user's and is kept, and checked against the weights at start.
+    pub fn built_in(
+        config: &mut ServerConfig,
+        params: ParamSet,
+        layout: &str,
+        origin: String,
+    ) -> Result<Self, ServerError> {
+        if config.spec == ServerConfig::default().spec {
+            config.spec = layout.to_owned();
+        }
+        Ok(Self {
+            params,
+            spec: read_spec(&config.spec)?,
+            origin,
+        })
     }
 }
 

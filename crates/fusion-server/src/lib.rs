@@ -44,7 +44,7 @@ mod service;
 mod state_dir;
 mod status_page;
 
-pub use config::{Init, Reference, SecretString, ServerConfig, StrategyKind};
+pub use config::{BatchNormStatistics, Init, Reference, SecretString, ServerConfig, StrategyKind};
 pub use error::ServerError;
 pub use initial::InitialModel;
 pub use metrics::Metrics;

@@ -135,15 +135,12 @@ fn built_in_cnn(
     else {
         return Ok(None);
     };
-    if config.spec == "mlp" {
-        config.spec = arch.spec_name().to_owned();
-    }
-    let spec = InitialModel::spec_setting(&config.spec)?;
-    Ok(Some(InitialModel {
+    Ok(Some(InitialModel::built_in(
+        config,
         params,
-        spec,
+        arch.spec_name(),
         origin,
-    }))
+    )?))
 }
 
 /// What scores each global model: the built-in network on `test` (true: it

@@ -100,6 +100,19 @@ impl Server {
         initial.spec.resolve(&initial.params).map_err(|e| {
             ServerError::Config(format!("the spec does not fit {}: {e}", initial.origin))
         })?;
+        // regmean and layerwise solve each Linear layer of a chain; a CNN
+        // would otherwise be accepted and fail every round at its merge.
+        let statistics_strategies = std::iter::once(config.strategy)
+            .chain(config.cold_start_strategy)
+            .filter(|kind| kind.uses_client_statistics());
+        for kind in statistics_strategies {
+            if let Err(e) = fusion_core::linear_chain(&initial.params) {
+                return Err(ServerError::Config(format!(
+                    "strategy `{kind}` merges a chain of Linear layers, which {} is not ({e}); use fedavg, align or merge-many",
+                    initial.origin
+                )));
+            }
+        }
         let tokens = config.tokens()?;
         let device = config.backend()?.device()?;
         let InitialModel {

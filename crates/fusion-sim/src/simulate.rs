@@ -186,6 +186,7 @@ async fn simulate_one(
         regmean_alpha: args.strategy_options.regmean_alpha,
         ridge: args.strategy_options.ridge,
         layerwise_align: args.strategy_options.layerwise_align,
+        batch_norm: args.batch_norm,
         backend: args.backend.to_string(),
         state_dir,
         model: args.model.to_string(),
@@ -212,13 +213,7 @@ async fn simulate_one(
         &args.backend.device()?,
     )? {
         Some((arch, params, origin)) => {
-            config.spec = arch.spec_name().to_owned();
-            let spec = InitialModel::spec_setting(&config.spec)?;
-            let initial = InitialModel {
-                params,
-                spec,
-                origin,
-            };
+            let initial = InitialModel::built_in(&mut config, params, arch.spec_name(), origin)?;
             Server::with_initial_model(config, initial)?
         }
         None => Server::new(config)?,

@@ -26,7 +26,7 @@ mod tensors;
 mod train;
 
 pub use activation_matching::{activation_matching, activation_matching_network};
-pub use batch_norm::reset_batch_norm;
+pub use batch_norm::{batch_norm_moments, reset_batch_norm};
 pub use config::TrainConfig;
 pub use distill::{DistillConfig, Distiller};
 pub use error::TrainError;

@@ -124,6 +124,14 @@ pub fn client_statistics(
         let values = match sum.request {
             StatisticKind::Gram => pack_upper(&sum.values, sum.rows),
             StatisticKind::Cross => times_augmented_weight(&sum.values, &sum.layer, own)?,
+            // `StatisticRequest::parse` sends moments to `batch_norm_moments`.
+            StatisticKind::Moments => {
+                return Err(TrainError::BadSetting {
+                    name: "statistic",
+                    value: sum.name,
+                    reason: "BatchNorm moments come from batch_norm_moments".into(),
+                });
+            }
         };
         let name = sum.name;
         let tensor =

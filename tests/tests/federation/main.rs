@@ -1,6 +1,7 @@
 //! The federation end to end: a real server and real clients over
 //! loopback gRPC, in one test binary (one link of burn).
 
+mod batch_norm;
 mod end_to_end;
 mod faults;
 mod identity;

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use burn::tensor::Device;
 
 use super::{
-    AlignToReference, Layerwise, MergeMany, Reference, RegMean, Strategy, StrategyKind,
-    WeightedAverage,
+    AlignToReference, BatchNormStatistics, Layerwise, MergeMany, ReestimateBatchNorm, Reference,
+    RegMean, Strategy, StrategyKind, WeightedAverage,
 };
 use crate::matching::MatchOptions;
 use crate::spec::SpecSource;
@@ -38,6 +38,11 @@ pub struct StrategyConfig {
     /// largest one (see [`Layerwise::align`]). Off by default; its
     /// measured effect is in docs/experiments.md.
     pub layerwise_align: bool,
+    /// Whether each round ends with an exchange in which clients measure
+    /// the merged model's BatchNorm statistics on their data (see
+    /// [`ReestimateBatchNorm`]). Only a federation can: offline merges
+    /// ignore it. Models without BatchNorm skip the exchange.
+    pub batch_norm: BatchNormStatistics,
 }
 
 impl StrategyConfig {
@@ -58,6 +63,7 @@ impl StrategyConfig {
             regmean_alpha: Self::DEFAULT_REGMEAN_ALPHA,
             ridge: Self::DEFAULT_RIDGE,
             layerwise_align: false,
+            batch_norm: BatchNormStatistics::default(),
         }
     }
 
@@ -83,8 +89,18 @@ impl StrategyConfig {
         Ok(())
     }
 
-    /// The strategy.
+    /// The strategy, wrapped in [`ReestimateBatchNorm`] when asked.
     pub fn build(&self) -> Arc<dyn Strategy> {
+        let strategy = self.build_merge();
+        if self.batch_norm == BatchNormStatistics::Reestimate {
+            Arc::new(ReestimateBatchNorm { inner: strategy })
+        } else {
+            strategy
+        }
+    }
+
+    /// The strategy that merges the weights.
+    fn build_merge(&self) -> Arc<dyn Strategy> {
         match self.kind {
             StrategyKind::Fedavg => Arc::new(WeightedAverage),
             StrategyKind::Align => Arc::new(AlignToReference {

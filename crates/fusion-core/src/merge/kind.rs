@@ -124,3 +124,44 @@ impl FromStr for Reference {
         }
     }
 }
+
+/// What a federation does with a merged model's BatchNorm running
+/// statistics, which every merge averages along with the weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchNormStatistics {
+    /// One more exchange per round: clients measure the merged model's
+    /// per-channel moments on their data and the server writes their
+    /// average (weighted by examples) into it (see
+    /// [`ReestimateBatchNorm`](super::ReestimateBatchNorm)). Averaged
+    /// statistics no longer describe a merged network, so this is the
+    /// default; models without BatchNorm never get the exchange.
+    #[default]
+    Reestimate,
+    /// Keep the averaged statistics: no extra exchange (for clients that
+    /// cannot compute `moments:` statistics).
+    Average,
+}
+
+impl fmt::Display for BatchNormStatistics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Reestimate => "reestimate",
+            Self::Average => "average",
+        })
+    }
+}
+
+impl FromStr for BatchNormStatistics {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reestimate" => Ok(Self::Reestimate),
+            "average" => Ok(Self::Average),
+            other => Err(format!(
+                "unknown batch-norm setting `{other}`; expected reestimate or average"
+            )),
+        }
+    }
+}

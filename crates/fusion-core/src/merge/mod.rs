@@ -8,6 +8,7 @@
 
 mod align;
 mod average;
+mod batch_norm;
 mod client_alignment;
 mod config;
 mod error;
@@ -27,9 +28,10 @@ mod strategy;
 
 pub use align::AlignToReference;
 pub use average::WeightedAverage;
+pub use batch_norm::ReestimateBatchNorm;
 pub use config::StrategyConfig;
 pub use error::MergeError;
-pub use kind::{Reference, StrategyKind};
+pub use kind::{BatchNormStatistics, Reference, StrategyKind};
 pub use layerwise::Layerwise;
 pub use merge_many::MergeMany;
 pub use refine::{Refinement, Refiner};
@@ -38,5 +40,8 @@ pub use report::{MergeOutcome, ModelReport, PermMoved};
 pub use running_sum::RunningSum;
 pub use score::{Score, ScoreError, Scorer};
 pub use statistic_tensor::StatisticTensor;
-pub use statistics::{StatisticKind, StatisticRequest, add_unpacked, check_gram, pack_upper};
+pub use statistics::{
+    StatisticKind, StatisticRequest, add_unpacked, batch_norm_layers, check_gram, check_moments,
+    pack_upper,
+};
 pub use strategy::{Aggregation, Instructions, RoundContext, Strategy, Update};

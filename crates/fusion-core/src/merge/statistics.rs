@@ -19,6 +19,15 @@ pub enum StatisticKind {
     Gram,
     /// `Σ x̃ yᵀ`, shape `[k, out]`.
     Cross,
+    /// A BatchNorm layer's per-channel input moments in the instructions'
+    /// model, shape `[2, C]`: row 0 the mean, row 1 the variance, each the
+    /// average over the client's batches (in training mode, so each
+    /// layer sees the batch-normalised output of the layers before it)
+    /// weighted by batch size. Means, not sums: the server weighs clients
+    /// by their examples, as FedAvg does. `layer` names the norm
+    /// (`layer1.0.bn1`), whose `running_mean` and `running_var` these
+    /// replace after the merge.
+    Moments,
 }
 
 impl StatisticKind {
@@ -26,13 +35,15 @@ impl StatisticKind {
         match self {
             Self::Gram => "gram",
             Self::Cross => "cross",
+            Self::Moments => "moments",
         }
     }
 }
 
 /// A statistic a strategy asks clients for: its kind, the layer (by the
-/// name [`linear_chain`] gives it, `layers.0`) and the shape it must have.
-/// Its wire name is `gram:layers.0` or `cross:layers.2`.
+/// name [`linear_chain`] gives it, `layers.0`, or a norm's prefix for
+/// [`StatisticKind::Moments`]) and the shape it must have. Its wire name
+/// is `gram:layers.0`, `cross:layers.2` or `moments:layer1.0.bn1`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StatisticRequest {
     /// Gram matrix or cross term.
@@ -48,12 +59,15 @@ pub struct StatisticRequest {
 }
 
 impl StatisticRequest {
-    /// The request of `kind` for `layer`, with its shape.
+    /// The request of `kind` for the linear `layer`, with its shape.
+    /// (Moments belong to norms: [`StatisticRequest::moments`]; asked of a
+    /// linear layer, they are those of its `outputs` channels.)
     pub fn new(kind: StatisticKind, layer: &LinearLayer) -> Self {
         let k = layer.augmented_inputs();
         let shape = match kind {
             StatisticKind::Gram => vec![k * (k + 1) / 2],
             StatisticKind::Cross => vec![k, layer.outputs],
+            StatisticKind::Moments => return Self::moments(&layer.name, layer.outputs),
         };
         Self {
             kind,
@@ -64,20 +78,39 @@ impl StatisticRequest {
         }
     }
 
-    /// The name it travels under: `gram:LAYER` or `cross:LAYER`.
+    /// The [`StatisticKind::Moments`] request for the norm `layer` of
+    /// `channels` channels.
+    pub fn moments(layer: &str, channels: usize) -> Self {
+        Self {
+            kind: StatisticKind::Moments,
+            layer: layer.to_owned(),
+            shape: vec![2, channels],
+            bias: false,
+            augmented_inputs: 0,
+        }
+    }
+
+    /// The name it travels under: `gram:LAYER`, `cross:LAYER` or
+    /// `moments:NORM`.
     pub fn name(&self) -> String {
         format!("{}:{}", self.kind.prefix(), self.layer)
     }
 
     /// Parses a wire name against `model`'s linear chain, so a client can
     /// tell what to compute and the shape follows from its own model.
+    /// Moments are parsed by [`StatisticRequest::parse_moments`].
     pub fn parse(name: &str, model: &ParamSet) -> Result<(Self, LinearLayer), MergeError> {
         let (kind, layer) = match name.split_once(':') {
             Some(("gram", layer)) => (StatisticKind::Gram, layer),
             Some(("cross", layer)) => (StatisticKind::Cross, layer),
+            Some(("moments", _)) => {
+                return Err(MergeError::BadUpdate(format!(
+                    "statistic `{name}` is a norm's moments, not a linear layer's"
+                )));
+            }
             _ => {
                 return Err(MergeError::BadUpdate(format!(
-                    "unknown statistic `{name}`; expected gram:LAYER or cross:LAYER"
+                    "unknown statistic `{name}`; expected gram:LAYER, cross:LAYER or moments:NORM"
                 )));
             }
         };
@@ -86,6 +119,55 @@ impl StatisticRequest {
             MergeError::BadUpdate(format!("statistic `{name}` names no linear layer"))
         })?;
         Ok((Self::new(kind, &found), found))
+    }
+
+    /// Parses `moments:NORM` against `model`: the norm must hold a
+    /// `running_mean` and a `running_var` of one shape `[C]`.
+    pub fn parse_moments(name: &str, model: &ParamSet) -> Result<Self, MergeError> {
+        let Some(("moments", layer)) = name.split_once(':') else {
+            return Err(MergeError::BadUpdate(format!(
+                "statistic `{name}` is not moments:NORM"
+            )));
+        };
+        batch_norm_layers(model)
+            .into_iter()
+            .find(|request| request.layer == layer)
+            .ok_or_else(|| {
+                MergeError::BadUpdate(format!(
+                    "statistic `{name}` names no BatchNorm layer (with running_mean and running_var) of the model"
+                ))
+            })
+    }
+}
+
+/// One [`StatisticKind::Moments`] request per BatchNorm layer of `model`:
+/// every `NAME.running_mean` with a `NAME.running_var` of the same
+/// one-dimensional shape, in the model's order. Empty for a model
+/// without BatchNorm (an MLP, a LayerNorm CNN).
+pub fn batch_norm_layers(model: &ParamSet) -> Vec<StatisticRequest> {
+    model
+        .iter()
+        .filter_map(|(name, mean)| {
+            let layer = name.strip_suffix(".running_mean")?;
+            let var = model.get(&format!("{layer}.running_var"))?;
+            match (mean.shape(), var.shape()) {
+                ([c], [v]) if c == v => Some(StatisticRequest::moments(layer, *c)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Checks that a moments statistic could be one: no negative variance.
+/// (Shape and finiteness are checked for every statistic.)
+pub fn check_moments(name: &str, values: &[f64]) -> Result<(), String> {
+    let channels = values.len() / 2;
+    match values[channels..].iter().position(|&v| v < 0.0) {
+        Some(c) => Err(format!(
+            "statistic `{name}` has a negative variance {} in channel {c}",
+            values[channels + c]
+        )),
+        None => Ok(()),
     }
 }
 

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::statistics::{StatisticKind, StatisticRequest, check_gram};
+use super::statistics::{StatisticKind, StatisticRequest, check_gram, check_moments};
 use super::{MergeError, MergeOutcome, ModelReport, StatisticTensor, StrategyKind};
 use crate::params::ParamSet;
 
@@ -131,10 +131,16 @@ impl Instructions {
                     "statistic `{name}` holds {value} at element {index}"
                 )));
             }
-            if request.kind == StatisticKind::Gram {
-                let k = request.augmented_inputs;
-                check_gram(&name, tensor.data(), k, request.bias, update.weight)
-                    .map_err(MergeError::BadUpdate)?;
+            match request.kind {
+                StatisticKind::Gram => {
+                    let k = request.augmented_inputs;
+                    check_gram(&name, tensor.data(), k, request.bias, update.weight)
+                        .map_err(MergeError::BadUpdate)?;
+                }
+                StatisticKind::Moments => {
+                    check_moments(&name, tensor.data()).map_err(MergeError::BadUpdate)?;
+                }
+                StatisticKind::Cross => {}
             }
         }
         Ok(())

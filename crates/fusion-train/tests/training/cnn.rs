@@ -3,7 +3,9 @@
 use burn::tensor::{Device, Tensor, TensorData};
 use fusion_data::DataSource;
 use fusion_models::{Architecture, Network};
-use fusion_train::{TrainConfig, evaluate_network, reset_batch_norm, train_network};
+use fusion_train::{
+    TrainConfig, batch_norm_moments, evaluate_network, reset_batch_norm, train_network,
+};
 
 fn device() -> Device {
     Device::flex()
@@ -223,4 +225,73 @@ fn conv_activation_matching_recovers_a_planted_permutation() {
             assert_eq!(f, &p.inverse(), "{arch}: {name} not recovered");
         }
     }
+}
+
+#[test]
+fn client_moments_are_the_batch_weighted_mean_of_each_batch_statistics() {
+    // A ResNet, so deeper norms see the batch-normalised output of the
+    // layers before them. 96 examples in batches of 64 and 32: each
+    // layer's moments must be (64·first + 32·second) / 96, where each
+    // batch's statistics are what reset_batch_norm measures on a single
+    // batch holding exactly those examples (order-free).
+    let data = DataSource::Embedded.load().expect("embedded data");
+    let sample = data.train.head(96);
+    let arch: Architecture = "resnet20".parse().expect("arch");
+    let model = Network::init(&arch, sample.shape(), 10, 7, &device());
+    let params = model.to_params();
+    let names: Vec<String> = fusion_core::batch_norm_layers(&params)
+        .iter()
+        .map(|r| r.name())
+        .collect();
+    assert_eq!(names.len(), 21, "{names:?}");
+    let got = batch_norm_moments(&params, &names, &sample, 64, &device()).expect("moments");
+    let batch_statistics = |indices: Vec<usize>| {
+        let part = sample.subset(&indices);
+        let n = part.len();
+        reset_batch_norm(model.clone(), &part, 1, n, 0, &device())
+            .expect("reset")
+            .to_params()
+    };
+    let first = batch_statistics((0..64).collect());
+    let second = batch_statistics((64..96).collect());
+    for name in &names {
+        let layer = name.strip_prefix("moments:").expect("prefix");
+        let tensor = &got[name];
+        let channels = tensor.shape()[1];
+        assert_eq!(tensor.shape(), &[2, channels]);
+        for (row, suffix) in ["running_mean", "running_var"].iter().enumerate() {
+            let key = format!("{layer}.{suffix}");
+            let (a, b) = (
+                first.get(&key).expect("a").data(),
+                second.get(&key).expect("b").data(),
+            );
+            for c in 0..channels {
+                let want = (64.0 * f64::from(a[c]) + 32.0 * f64::from(b[c])) / 96.0;
+                let value = tensor.data()[row * channels + c];
+                assert!(
+                    (value - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{key}[{c}]: {value} vs {want}"
+                );
+            }
+        }
+    }
+    // The deepest norm's variance differs between the batches, so the
+    // weighting is visible.
+    let last = "layer3.2.bn2.running_var";
+    assert_ne!(
+        first.get(last).expect("a").data(),
+        second.get(last).expect("b").data()
+    );
+    let err = batch_norm_moments(
+        &params,
+        &["moments:layer9.bn".into()],
+        &sample,
+        64,
+        &device(),
+    )
+    .expect_err("no such norm");
+    assert!(
+        err.to_string().contains("names no BatchNorm layer"),
+        "{err}"
+    );
 }
