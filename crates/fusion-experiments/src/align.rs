@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use fusion_core::{MatchOptions, ParamSet, weight_matching};
 use fusion_data::Dataset;
 use fusion_models::Network;
-use fusion_train::activation_matching_network;
+use fusion_train::{SteConfig, activation_matching_network, ste_matching};
 
 use crate::error::ExperimentError;
 use crate::method::Method;
@@ -22,9 +22,10 @@ pub struct Aligned {
     pub seconds: f64,
 }
 
-/// Aligns `b` to `a` with `method`. Activation matching runs the models
-/// over `train` (the paper uses training data); weight matching needs only
-/// the weights. `naive` returns B unchanged.
+/// Aligns `b` to `a` with `method`. Activation and STE matching run the
+/// models over `train` (the paper uses training data; STE trains on one
+/// epoch of it); weight matching needs only the weights. `naive` returns B
+/// unchanged.
 pub fn align(
     method: Method,
     a: &ParamSet,
@@ -49,6 +50,19 @@ pub fn align(
         Method::Activation => {
             let model_b = Network::from_params(b, device)?;
             activation_matching_network(&spec, &model_a, &model_b, train, device)?
+        }
+        Method::Ste => {
+            let config = SteConfig {
+                seed,
+                ..SteConfig::default()
+            };
+            let found = ste_matching(&spec, a, b, train, &config, device)?;
+            tracing::info!(
+                steps = found.steps,
+                midpoint_loss = ?found.epoch_loss,
+                "STE matching done"
+            );
+            found.perms
         }
     };
     let seconds = start.elapsed().as_secs_f64();

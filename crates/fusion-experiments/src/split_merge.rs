@@ -124,6 +124,7 @@ pub fn split_merge(
             Method::Naive => "naive average",
             Method::Weight => "weight-matched merge",
             Method::Activation => "activation-matched merge",
+            Method::Ste => "STE-matched merge",
         };
         rows.push(Row {
             name: name.into(),

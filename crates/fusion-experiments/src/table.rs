@@ -62,6 +62,7 @@ pub fn interpolation_figure(result: &Interpolation, title: &str) -> Figure {
                     crate::Method::Naive => "naive".into(),
                     crate::Method::Weight => "weight matching".into(),
                     crate::Method::Activation => "activation matching".into(),
+                    crate::Method::Ste => "STE matching".into(),
                 },
                 x: c.lambdas.clone(),
                 loss: c.test.iter().map(|m| m.loss).collect(),

@@ -46,4 +46,7 @@ pub enum TrainError {
     /// Found permutations do not fit the model.
     #[error(transparent)]
     Perm(#[from] PermError),
+    /// Weight matching failed (inside STE matching).
+    #[error(transparent)]
+    Match(#[from] fusion_core::MatchError),
 }

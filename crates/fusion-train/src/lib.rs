@@ -22,6 +22,7 @@ mod progress;
 mod repair;
 mod score;
 mod statistics;
+mod ste;
 mod tensors;
 mod train;
 
@@ -38,4 +39,5 @@ pub use progress::Progress;
 pub use repair::{ChannelMoments, MomentData, norm_moments, repair};
 pub use score::TestSetScorer;
 pub use statistics::client_statistics;
+pub use ste::{SteConfig, SteResult, ste_matching};
 pub use train::{TrainSummary, train, train_network};

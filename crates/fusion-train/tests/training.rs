@@ -295,3 +295,6 @@ mod distillation;
 
 #[path = "training/cnn.rs"]
 mod cnn;
+
+#[path = "training/ste.rs"]
+mod ste;
