@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use fusion_core::{BatchNormStatistics, ComputeBackend, Reference, StrategyConfig, StrategyKind};
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
+use fusion_experiments::Correction;
 use fusion_models::{Architecture, MlpArchitecture};
 use fusion_train::OptimizerKind;
 
@@ -595,18 +596,9 @@ pub struct InterpolateArgs {
     /// Seed of weight matching's permutation order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Re-estimate the BatchNorm statistics of every interpolated model on
-    /// this many training batches of 250 before scoring it (0: keep the
-    /// interpolated statistics). Only BatchNorm CNNs are affected.
-    #[arg(long, default_value_t = 0)]
-    pub reset_bn_batches: usize,
-    /// REPAIR every interpolated model: rescale each channel of a CNN so
-    /// its mean and standard deviation are the interpolation of A's and
-    /// B's, measured on this many training batches of 250 (0: off). One
-    /// pass over them per norm layer, for every λ: slower than
-    /// --reset-bn-batches, and it also works with LayerNorm.
-    #[arg(long, default_value_t = 0)]
-    pub repair_batches: usize,
+    /// What is done to every interpolated model before it is scored.
+    #[command(flatten)]
+    pub correction: CorrectionArgs,
     /// Directory for curves (JSON, CSV) and the plot (SVG, PNG).
     #[arg(long)]
     pub out: PathBuf,
@@ -642,12 +634,45 @@ pub struct SplitMergeArgs {
     /// λ values of the interpolation curves in the plot.
     #[arg(long, default_value_t = 11)]
     pub steps: usize,
+    /// What is done to every merged and interpolated model before it is
+    /// scored (a BatchNorm CNN needs one of them).
+    #[command(flatten)]
+    pub correction: CorrectionArgs,
     /// Directory for results (JSON, CSV), the plot and the two models.
     #[arg(long)]
     pub out: PathBuf,
     /// Print the results as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How interpolated CNNs are corrected before scoring: at most one of the
+/// two.
+#[derive(Debug, Args)]
+pub struct CorrectionArgs {
+    /// Re-estimate the BatchNorm statistics of every interpolated model on
+    /// this many training batches of 250 before scoring it (0: keep the
+    /// interpolated statistics). Only BatchNorm CNNs are affected.
+    #[arg(long, default_value_t = 0)]
+    pub reset_bn_batches: usize,
+    /// REPAIR every interpolated model: rescale each channel of a CNN so
+    /// its mean and standard deviation are the interpolation of A's and
+    /// B's, measured on this many training batches of 250 (0: off). One
+    /// pass over them per norm layer, for every λ: slower than
+    /// --reset-bn-batches, and it also works with LayerNorm.
+    #[arg(long, default_value_t = 0, conflicts_with = "reset_bn_batches")]
+    pub repair_batches: usize,
+}
+
+impl CorrectionArgs {
+    /// The correction the flags name.
+    pub fn correction(&self) -> Correction {
+        match (self.reset_bn_batches, self.repair_batches) {
+            (0, 0) => Correction::None,
+            (0, batches) => Correction::Repair { batches },
+            (batches, _) => Correction::ResetBatchNorm { batches },
+        }
+    }
 }
 
 /// `fusion demo`: split-merge on the embedded data with fixed defaults.

@@ -1,13 +1,14 @@
 //! The paper's split-data experiment: train A and B on two shards of one
 //! training set, then compare, on the full test set, the two models, their
 //! naive average, their weight- and activation-matched merges, and their
-//! output ensemble.
+//! output ensemble. Any built-in network: a CNN's merges are corrected
+//! (BatchNorm statistics re-estimated, or REPAIR) as the config says.
 
 use burn::tensor::Device;
 use fusion_core::ParamSet;
 use fusion_data::{Split, TrainTest};
-use fusion_models::{Mlp, MlpArchitecture};
-use fusion_train::{Metrics, TrainConfig, TrainSummary, evaluate_ensemble, train};
+use fusion_models::{Architecture, Network};
+use fusion_train::{Metrics, TrainConfig, TrainSummary, evaluate_networks, train_network};
 
 use crate::error::ExperimentError;
 use crate::interpolate::{Correction, Interpolation, interpolate};
@@ -19,7 +20,7 @@ pub struct SplitMergeConfig {
     /// How the training set is dealt to the two models.
     pub split: Split,
     /// The network.
-    pub arch: MlpArchitecture,
+    pub arch: Architecture,
     /// Training of each model (its `seed` seeds shuffling and, offset per
     /// model, the initial weights, so A and B start apart).
     pub train: TrainConfig,
@@ -27,6 +28,10 @@ pub struct SplitMergeConfig {
     pub steps: usize,
     /// Seed of the split.
     pub split_seed: u64,
+    /// What is done to every interpolated (and end) model before it is
+    /// scored: for BatchNorm CNNs, whose averaged statistics describe no
+    /// network, re-estimated statistics or REPAIR.
+    pub correction: Correction,
 }
 
 /// One line of the result table.
@@ -80,20 +85,20 @@ pub fn split_merge(
         2,
         config.split_seed,
     )?;
-    let (features, classes) = (train_set.features(), train_set.classes());
+    let (image, classes) = (train_set.shape(), train_set.classes());
     let mut models = Vec::with_capacity(2);
     let mut summaries = Vec::with_capacity(2);
     for (i, shard) in shards.iter().enumerate() {
         let label = if i == 0 { "model A" } else { "model B" };
         let init_seed = config.train.seed.wrapping_add(i as u64 * 1_000_003);
-        let model = Mlp::for_data(&config.arch, features, classes, init_seed, device);
+        let model = Network::init(&config.arch, image, classes, init_seed, device);
         let cfg = TrainConfig {
             seed: init_seed,
             label: label.into(),
             ..config.train.clone()
         };
         tracing::info!(model = label, examples = shard.len(), "training");
-        let (trained, summary) = train(model, &train_set.subset(shard), &cfg, device)?;
+        let (trained, summary) = train_network(model, &train_set.subset(shard), &cfg, device)?;
         models.push(trained);
         summaries.push(summary);
     }
@@ -107,7 +112,7 @@ pub fn split_merge(
         config.steps,
         device,
         config.train.seed,
-        Correction::None,
+        config.correction,
     )?;
     let mut rows = vec![
         Row {
@@ -133,7 +138,7 @@ pub fn split_merge(
     }
     rows.push(Row {
         name: "ensemble of A and B".into(),
-        test: evaluate_ensemble(&[a, b], &data.test, device)?,
+        test: evaluate_networks(&[a, b], &data.test, device)?,
     });
     let weight = interpolation
         .curves

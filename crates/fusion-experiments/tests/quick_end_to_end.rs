@@ -4,10 +4,10 @@
 use burn::tensor::Device;
 use fusion_data::{DataSource, Split, TrainTest};
 use fusion_experiments::{
-    Method, SplitMergeConfig, interpolate, interpolation_csv, interpolation_figure,
+    Correction, Method, SplitMergeConfig, interpolate, interpolation_csv, interpolation_figure,
     interpolation_table, lambdas, lerp, split_merge, split_merge_table,
 };
-use fusion_models::{Mlp, MlpArchitecture};
+use fusion_models::{Architecture, Mlp, MlpArchitecture};
 use fusion_train::{TrainConfig, train};
 
 fn device() -> Device {
@@ -131,12 +131,13 @@ fn split_merge_reports_every_row_and_writes_a_figure() {
     let data = slice();
     let run = SplitMergeConfig {
         split: Split::Biased(0.8),
-        arch: MlpArchitecture {
+        arch: Architecture::Mlp(MlpArchitecture {
             hidden: vec![64, 64],
-        },
+        }),
         train: config(0),
         steps: 3,
         split_seed: 0,
+        correction: Correction::None,
     };
     let report = split_merge(&data, &run, &device()).expect("split-merge");
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();

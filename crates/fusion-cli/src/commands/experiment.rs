@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use fusion_data::{DataSource, Split};
 use fusion_experiments::{
-    SplitMergeConfig, interpolation_csv, interpolation_figure, split_merge, split_merge_csv,
-    split_merge_table,
+    Correction, SplitMergeConfig, interpolation_csv, interpolation_figure, split_merge,
+    split_merge_csv, split_merge_table,
 };
 use fusion_models::{Architecture, MlpArchitecture};
 use fusion_train::{OptimizerKind, TrainConfig};
@@ -18,19 +18,13 @@ use crate::options::{load_data, train_config};
 
 /// Runs `fusion experiment split-merge`.
 pub fn run_split_merge(args: SplitMergeArgs) -> Result<()> {
-    let Architecture::Mlp(arch) = &args.training.model else {
-        anyhow::bail!(
-            "--model {}: split-merge trains and merges MLPs only for now; align CNNs \
-             trained by `fusion train` with `fusion align --spec resnet|vgg`",
-            args.training.model
-        );
-    };
     let config = SplitMergeConfig {
         split: args.split,
-        arch: arch.clone(),
+        arch: args.training.model.clone(),
         train: train_config(&args.training, &args.data.dataset, "model"),
         steps: args.steps,
         split_seed: args.split_seed,
+        correction: args.correction.correction(),
     };
     let device = args.training.backend.device()?;
     execute(&args.data.dataset, &config, &device, &args.out, args.json)
@@ -41,7 +35,7 @@ pub fn run_split_merge(args: SplitMergeArgs) -> Result<()> {
 pub fn run_demo(args: DemoArgs) -> Result<()> {
     let config = SplitMergeConfig {
         split: Split::Biased(0.8),
-        arch: MlpArchitecture::default(),
+        arch: Architecture::Mlp(MlpArchitecture::default()),
         train: TrainConfig {
             epochs: args.epochs,
             optimizer: OptimizerKind::Adam,
@@ -50,6 +44,7 @@ pub fn run_demo(args: DemoArgs) -> Result<()> {
         },
         steps: 11,
         split_seed: args.seed,
+        correction: Correction::None,
     };
     let device = args.backend.device()?;
     execute(&DataSource::Embedded, &config, &device, &args.out, false)?;

@@ -15,12 +15,7 @@ use crate::options::load_data;
 /// Runs `fusion interpolate`.
 pub fn run(args: InterpolateArgs) -> Result<()> {
     let methods = Method::parse_list(&args.method)?;
-    let correction = match (args.reset_bn_batches, args.repair_batches) {
-        (0, 0) => Correction::None,
-        (batches, 0) => Correction::ResetBatchNorm { batches },
-        (0, batches) => Correction::Repair { batches },
-        _ => anyhow::bail!("--reset-bn-batches and --repair-batches: choose one correction"),
-    };
+    let correction = args.correction.correction();
     let a = read_model(&args.a)?;
     let b = read_model(&args.b)?;
     let data = load_data(&args.data.dataset)?;

@@ -378,3 +378,78 @@ fn cnns_train_merge_and_interpolate_on_cifar_files() {
         "REPAIR changed nothing"
     );
 }
+
+#[test]
+fn split_merge_trains_and_merges_a_resnet_with_its_statistics_measured_again() {
+    let dir = scratch("split-merge-cnn");
+    write_cifar(&dir, 8);
+    let data = format!("cifar10:{}", dir.display());
+    let out = dir.join("out");
+    let args = |extra: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "split-merge",
+            "--dataset",
+            &data,
+            "--split",
+            "iid",
+            "--model",
+            "resnet20",
+            "--epochs",
+            "1",
+            "--batch",
+            "8",
+            "--steps",
+            "3",
+            "--no-progress",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        args.iter()
+            .map(|a| (*a).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let v = json(&fusion(
+        &args(&["--reset-bn-batches", "1", "--json"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+    assert_eq!(v["model"], "resnet20x1");
+    assert_eq!(v["interpolation"]["correction"]["kind"], "reset_batch_norm");
+    let rows: Vec<&str> = v["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "model A",
+            "model B",
+            "naive average",
+            "weight-matched merge",
+            "activation-matched merge",
+            "ensemble of A and B"
+        ]
+    );
+    let model = fusion_core::ParamSet::from_safetensors(
+        &std::fs::read(out.join("model-a.safetensors")).expect("a"),
+    )
+    .expect("model");
+    assert!(model.get("layer3.0.shortcut.1.running_var").is_some());
+    let both = fusion(
+        &args(&["--reset-bn-batches", "1", "--repair-batches", "1"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("--repair-batches"),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+}
