@@ -75,12 +75,13 @@ struct Moments {
 }
 
 impl Moments {
-    /// The exchange after `last`, for `outcome`'s BatchNorm layers; `None`
-    /// when it has none.
-    fn open(outcome: MergeOutcome, last: u32) -> Result<Self, MergeOutcome> {
+    /// The stage after the inner strategy finished with `outcome` in
+    /// exchange `last`: the moments exchange for its BatchNorm layers, or
+    /// done when it has none.
+    fn stage_after<'s>(outcome: MergeOutcome, last: u32) -> Stage<'s> {
         let requests = batch_norm_layers(&outcome.merged);
         if requests.is_empty() {
-            return Err(outcome);
+            return Stage::Done(outcome);
         }
         let sums = requests.iter().map(|r| vec![0.0; 2 * r.shape[1]]).collect();
         let instructions = Instructions {
@@ -90,7 +91,7 @@ impl Moments {
             statistics: requests,
             model: Some(Arc::new(outcome.merged.clone())),
         };
-        Ok(Self {
+        Stage::Measuring(Self {
             outcome,
             instructions,
             sums,
@@ -197,17 +198,11 @@ impl Aggregation for Reestimating<'_> {
         let Stage::Merging(inner) = std::mem::replace(&mut self.stage, Stage::Failed) else {
             return Err(Self::failed());
         };
-        match Moments::open(inner.finish()?, last) {
-            Ok(moments) => {
-                let instructions = moments.instructions.clone();
-                self.stage = Stage::Measuring(moments);
-                Ok(Some(instructions))
-            }
-            Err(outcome) => {
-                self.stage = Stage::Done(outcome);
-                Ok(None)
-            }
-        }
+        self.stage = Moments::stage_after(inner.finish()?, last);
+        Ok(match &self.stage {
+            Stage::Measuring(moments) => Some(moments.instructions.clone()),
+            _ => None,
+        })
     }
 
     fn finish(self: Box<Self>) -> Result<MergeOutcome, MergeError> {
