@@ -19,7 +19,7 @@ done
 
 echo "== interpolation barriers, 25 steps"
 time "$fusion" interpolate --a "$out/seed1.safetensors" --b "$out/seed2.safetensors" \
-  --dataset "$data" --method naive,weight,activation --steps 25 --out "$out/interpolate"
+  --dataset "$data" --method naive,weight,activation,ste --steps 25 --out "$out/interpolate"
 
 echo "== split-merge, the paper's biased split"
 "$fusion" experiment split-merge --dataset "$data" --split biased:0.8 --no-progress --out "$out/split-biased"
