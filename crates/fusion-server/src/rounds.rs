@@ -236,7 +236,10 @@ impl RoundState {
                 }
                 let complete =
                     open.accepted.len() == open.expected.len() && open.in_flight.is_empty();
-                if complete && open.accepted.is_empty() {
+                // An optional exchange (BatchNorm statistics after the
+                // merge) ends with whatever it has: the merge is made.
+                let optional = open.instructions.optional;
+                if complete && open.accepted.is_empty() && !optional {
                     // Every client it waited for is gone: sample the live
                     // ones again now rather than wait for the deadline.
                     self.open = None;
@@ -248,7 +251,7 @@ impl RoundState {
                 }
                 if now >= open.deadline {
                     let accepted = open.accepted.len();
-                    if accepted as u32 >= config.min_updates() {
+                    if accepted as u32 >= config.min_updates() || optional {
                         open.closing = true;
                         return Step::Close(open.aggregator.clone());
                     }

@@ -169,3 +169,39 @@ fn strategies_that_solve_linear_layers_refuse_a_cnn_before_binding() {
     let err = Server::new(config).expect_err("round 1's strategy too");
     assert!(err.to_string().contains("`layerwise`"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moments_exchange_nobody_answers_ends_at_its_deadline_and_keeps_the_merge() {
+    // Clients that cannot measure (a trainer command that does not know
+    // `moments:`) must not cost the round its training: the exchange
+    // closes at its deadline and the merge keeps its averaged statistics.
+    let (mut config, model) = vgg_run("batch-norm-unanswered");
+    config.round_deadline_secs = 2.0;
+    let server = RunningServer::start(config, None);
+    let mut rpc = raw_client(&server.http_url(), &ClientTls::default(), None);
+    let c0 = join(&mut rpc, "c0", 100, &model).await;
+    let c1 = join(&mut rpc, "c1", 100, &model).await;
+    for client in [&c0, &c1] {
+        let order = wait_for_order(&mut rpc, client).await;
+        upload(&mut rpc, honest_chunks(&model, order.round, client, 100))
+            .await
+            .expect("weights merged");
+    }
+    let order = wait_for_exchange(&mut rpc, &c0, 1).await;
+    assert!(!order.statistics.is_empty());
+    // Both stay live (heartbeats, so neither is evicted) and send nothing.
+    let mut beats = rpc.clone();
+    let live = tokio::spawn(async move {
+        loop {
+            for client in [&c0, &c1] {
+                let _ = heartbeat(&mut beats, client).await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let summary = server.finished(Duration::from_secs(30)).await;
+    assert_eq!(summary.records.len(), 1);
+    live.abort();
+    assert_eq!(summary.records[0].attempts, 1, "the round was not retried");
+    assert_eq!(&summary.global, &model);
+}

@@ -90,6 +90,7 @@ impl Moments {
             send_weights: false,
             statistics: requests,
             model: Some(Arc::new(outcome.merged.clone())),
+            optional: true,
         };
         Stage::Measuring(Self {
             outcome,

@@ -143,6 +143,7 @@ impl Aggregation for LayerwiseAggregation<'_> {
             send_weights: first,
             statistics: self.requests().to_vec(),
             model: if first { None } else { self.merged.clone() },
+            optional: false,
         }
     }
 

@@ -74,6 +74,12 @@ pub struct Instructions {
     /// The model whose layer inputs the statistics are computed with
     /// (`x̃` in [`StatisticRequest`]); `None` means the client's own model.
     pub model: Option<Arc<ParamSet>>,
+    /// Whether the exchange may end at its deadline with fewer updates than
+    /// a round needs, even none: the merge is already made and the
+    /// exchange only refines it (BatchNorm statistics), so losing the
+    /// round's training to clients that cannot answer would lose more
+    /// than it saves.
+    pub optional: bool,
 }
 
 impl Instructions {
@@ -85,6 +91,7 @@ impl Instructions {
             send_weights: true,
             statistics: Vec::new(),
             model: None,
+            optional: false,
         }
     }
 
