@@ -134,7 +134,17 @@ pub fn ste_matching(
             // d loss / d W̃ = ½ d loss / d midpoint: the projection is
             // passed straight through.
             let gradient = gradients_by_name(midpoint, &loss.backward());
-            adam.step(&mut free, &gradient, 0.5, config.lr);
+            if adam.step(&mut free, &gradient, 0.5, config.lr) == 0 {
+                // The network names its tensors otherwise than the file
+                // (an `nn.Sequential` MLP): nothing would ever learn.
+                return Err(TrainError::BadSetting {
+                    name: "ste",
+                    value: "the model's tensor names".into(),
+                    reason: "no tensor of the model has a gradient under its own name; \
+                             save it with the built-in network's names (`fusion train` does)"
+                        .into(),
+                });
+            }
             steps += 1;
         }
         epoch_loss.push(total / data.len() as f64);
@@ -202,21 +212,27 @@ impl HostAdam {
         }
     }
 
-    /// One step on `params` along `scale × gradient`. Running statistics
-    /// are not parameters and stay as they are.
-    fn step(&mut self, params: &mut ParamSet, gradient: &ParamSet, scale: f32, lr: f64) {
+    /// One step on `params` along `scale × gradient`; returns how many
+    /// tensors it moved. Running statistics are not parameters and stay as
+    /// they are.
+    fn step(&mut self, params: &mut ParamSet, gradient: &ParamSet, scale: f32, lr: f64) -> usize {
         self.step += 1;
         let correct1 = 1.0 - Self::BETA1.powi(self.step);
         let correct2 = 1.0 - Self::BETA2.powi(self.step);
         let lr = lr as f32;
         let names: Vec<String> = params.names().map(str::to_owned).collect();
+        let mut moved = 0;
         for (at, name) in names.iter().enumerate() {
             if name.ends_with(".running_mean") || name.ends_with(".running_var") {
                 continue;
             }
-            let Some(g) = gradient.get(name) else {
+            let Some(g) = gradient
+                .get(name)
+                .filter(|g| g.shape() == params.at(at).shape())
+            else {
                 continue;
             };
+            moved += 1;
             let (m, v) = (&mut self.first[at], &mut self.second[at]);
             let values = params.at_mut(at).data_mut();
             for (i, (w, &g)) in values.iter_mut().zip(g.data()).enumerate() {
@@ -226,5 +242,6 @@ impl HostAdam {
                 *w -= lr * (m[i] / correct1) / ((v[i] / correct2).sqrt() + Self::EPSILON);
             }
         }
+        moved
     }
 }

@@ -106,3 +106,43 @@ fn ste_midpoints_fit_the_training_data_better_than_weight_matching() {
         ste.epoch_loss
     );
 }
+
+#[test]
+fn ste_refuses_a_model_it_cannot_train_instead_of_matching_weights() {
+    // An `nn.Sequential` MLP (`0.weight`, `2.weight`, …): STE trains the
+    // built-in network, which names its tensors `layers.{i}`. Were the
+    // file read under other names, W̃ would never move and STE would
+    // silently return weight matching's answer; it must refuse instead.
+    let data = DataSource::Embedded.load().expect("embedded data");
+    let sample = data.train.head(100);
+    let a = trained(&sample, 1);
+    let mut sequential = ParamSet::new();
+    for (name, tensor) in a.iter() {
+        let index: usize = name
+            .trim_start_matches("layers.")
+            .split('.')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .expect("layer index");
+        let renamed = name.replacen(&format!("layers.{index}"), &(2 * index).to_string(), 1);
+        sequential.insert(renamed, tensor.clone()).expect("insert");
+    }
+    let spec = fusion_core::infer_mlp_spec(&sequential)
+        .expect("spec")
+        .validate(&sequential)
+        .expect("valid");
+    let result = ste_matching(
+        &spec,
+        &sequential,
+        &sequential,
+        &sample,
+        &SteConfig::default(),
+        &device(),
+    );
+    let err = result.expect_err("nothing to train").to_string();
+    assert!(
+        err.contains("not a built-in architecture")
+            || err.contains("no tensor of the model has a gradient"),
+        "{err}"
+    );
+}
