@@ -185,7 +185,15 @@ fn method_lists_parse_and_bad_names_are_named() {
         Method::parse_list("naive, weight").expect("list"),
         [Method::Naive, Method::Weight]
     );
-    let err = Method::parse_list("naive,ste").expect_err("ste");
-    assert!(err.to_string().contains("`ste`"), "{err}");
+    assert_eq!(
+        Method::parse_list("naive,ste").expect("STE is opt-in, by name"),
+        [Method::Naive, Method::Ste]
+    );
+    assert!(
+        !Method::ALL.contains(&Method::Ste),
+        "STE is never run unasked"
+    );
+    let err = Method::parse_list("naive,gradient").expect_err("unknown");
+    assert!(err.to_string().contains("`gradient`"), "{err}");
     assert!(Method::parse_list("").is_err());
 }

@@ -109,8 +109,22 @@ impl Moments {
                 weight: update.weight,
             });
         }
-        for (request, sum) in self.instructions.statistics.iter().zip(&mut self.sums) {
-            let values = update.statistics[&request.name()].data();
+        // Every statistic is there and well formed (checked above); fetch
+        // them all before summing, so an update is folded in whole or not.
+        let values = self
+            .instructions
+            .statistics
+            .iter()
+            .map(|request| {
+                let name = request.name();
+                update
+                    .statistics
+                    .get(&name)
+                    .map(|t| t.data())
+                    .ok_or_else(|| MergeError::BadUpdate(format!("statistic `{name}` is missing")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for (sum, values) in self.sums.iter_mut().zip(values) {
             for (s, v) in sum.iter_mut().zip(values) {
                 *s += update.weight * v;
             }

@@ -46,7 +46,7 @@ impl StatisticKind {
 /// is `gram:layers.0`, `cross:layers.2` or `moments:layer1.0.bn1`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StatisticRequest {
-    /// Gram matrix or cross term.
+    /// Gram matrix, cross term or a norm's moments.
     pub kind: StatisticKind,
     /// The linear layer.
     pub layer: String,
