@@ -60,7 +60,7 @@ mod text;
 pub use architecture::{ArchitectureError, MlpArchitecture};
 pub use device::{BackendError, ComputeBackend};
 pub use lap::{Assignment, LapError, LapSolver, Sense};
-pub use matching::{MatchError, MatchOptions, MatchResult, weight_matching};
+pub use matching::{MatchError, MatchOptions, MatchResult, is_running_statistic, weight_matching};
 pub use merge::{
     Aggregation, AlignToReference, BatchNormStatistics, Instructions, Layerwise, MergeError,
     MergeMany, MergeOutcome, ModelReport, PermMoved, ReestimateBatchNorm, Reference, Refinement,

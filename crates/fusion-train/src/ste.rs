@@ -223,7 +223,7 @@ impl HostAdam {
         let names: Vec<String> = params.names().map(str::to_owned).collect();
         let mut moved = 0;
         for (at, name) in names.iter().enumerate() {
-            if name.ends_with(".running_mean") || name.ends_with(".running_var") {
+            if fusion_core::is_running_statistic(name) {
                 continue;
             }
             let Some(g) = gradient

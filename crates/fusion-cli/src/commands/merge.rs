@@ -178,7 +178,7 @@ fn reset_statistics(args: &MergeArgs, merged: ParamSet, batches: usize) -> Resul
     let statistics = network.to_params();
     let changed = statistics
         .iter()
-        .filter(|(name, _)| name.ends_with(".running_mean") || name.ends_with(".running_var"));
+        .filter(|(name, _)| fusion_core::is_running_statistic(name));
     for (name, t) in changed {
         let position = out
             .position(name)

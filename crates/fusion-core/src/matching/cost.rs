@@ -21,7 +21,7 @@ const CORRECTION_FRACTION: usize = 3;
 /// and their scale is unlike the weights': weight matching leaves them out
 /// of the cost, as the paper's implementation does, where they are not
 /// parameters at all.
-pub(crate) fn is_running_statistic(name: &str) -> bool {
+pub fn is_running_statistic(name: &str) -> bool {
     name.ends_with(".running_mean") || name.ends_with(".running_var")
 }
 

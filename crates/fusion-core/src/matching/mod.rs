@@ -5,5 +5,6 @@ mod cost;
 mod error;
 mod weight_matching;
 
+pub use cost::is_running_statistic;
 pub use error::MatchError;
 pub use weight_matching::{MatchOptions, MatchResult, weight_matching};
