@@ -64,9 +64,10 @@ pub use matching::{MatchError, MatchOptions, MatchResult, is_running_statistic, 
 pub use merge::{
     Aggregation, AlignToReference, BatchNormStatistics, Instructions, Layerwise, MergeError,
     MergeMany, MergeOutcome, ModelReport, PermMoved, ReestimateBatchNorm, Reference, Refinement,
-    Refiner, RegMean, RoundContext, RunningSum, Score, ScoreError, Scorer, StatisticKind,
-    StatisticRequest, StatisticTensor, Strategy, StrategyConfig, StrategyKind, Update,
-    WeightedAverage, add_unpacked, batch_norm_layers, check_gram, check_moments, pack_upper,
+    Refiner, RegMean, Repair, RepairMode, RoundContext, RunningSum, Score, ScoreError, Scorer,
+    StatisticKind, StatisticRequest, StatisticTensor, Strategy, StrategyConfig, StrategyKind,
+    Update, WeightedAverage, add_unpacked, batch_norm_layers, check_gram, check_moments,
+    norm_layers, pack_upper,
 };
 pub use params::{
     ParamSet, ParamTensor, ParamsError, RawTensor, TensorInfo, describe_safetensors, natural_cmp,

@@ -82,6 +82,7 @@ impl AlignToReference {
             sweeps: found.sweeps,
             objective_before: Some(found.initial_objective),
             objective_after: Some(found.final_objective()),
+            perms: found.perms.clone(),
         };
         Ok((aligned, found.perms, report))
     }
@@ -143,6 +144,7 @@ impl Aggregation for AlignAggregation<'_> {
                 index,
                 weight,
                 moved: PermMoved::list(&spec, &spec.identity()),
+                perms: spec.identity(),
                 ..ModelReport::default()
             };
             let report = self.fold.add(model, report)?;
@@ -208,6 +210,7 @@ impl Aggregation for LargestAggregation<'_> {
                     index,
                     weight: *weight,
                     moved: PermMoved::list(&spec, &spec.identity()),
+                    perms: spec.identity(),
                     ..ModelReport::default()
                 };
                 (model.clone(), report)

@@ -112,6 +112,7 @@ impl<'s> ClientAlignment<'s> {
                     index,
                     weight: h.weight,
                     moved: PermMoved::list(&spec, &identity),
+                    perms: identity.clone(),
                     ..ModelReport::default()
                 };
                 (identity, report)

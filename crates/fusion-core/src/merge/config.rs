@@ -4,7 +4,7 @@ use burn::tensor::Device;
 
 use super::{
     AlignToReference, BatchNormStatistics, Layerwise, MergeMany, ReestimateBatchNorm, Reference,
-    RegMean, Strategy, StrategyKind, WeightedAverage,
+    RegMean, Repair, RepairMode, Strategy, StrategyKind, WeightedAverage,
 };
 use crate::matching::MatchOptions;
 use crate::spec::SpecSource;
@@ -43,6 +43,11 @@ pub struct StrategyConfig {
     /// [`ReestimateBatchNorm`]). Only a federation can: offline merges
     /// ignore it. Models without BatchNorm skip the exchange.
     pub batch_norm: BatchNormStatistics,
+    /// Whether each round REPAIRs the merge (see [`Repair`]): clients send
+    /// their own models' norm output moments with their weights, and
+    /// further exchanges rescale the merged model's norms to them. Only a
+    /// federation can; models without norm layers skip it.
+    pub repair: RepairMode,
 }
 
 impl StrategyConfig {
@@ -64,6 +69,7 @@ impl StrategyConfig {
             ridge: Self::DEFAULT_RIDGE,
             layerwise_align: false,
             batch_norm: BatchNormStatistics::default(),
+            repair: RepairMode::Off,
         }
     }
 
@@ -89,14 +95,22 @@ impl StrategyConfig {
         Ok(())
     }
 
-    /// The strategy, wrapped in [`ReestimateBatchNorm`] when asked.
+    /// The strategy, wrapped in [`ReestimateBatchNorm`] and then
+    /// [`Repair`] when asked: REPAIR rescales a model whose running
+    /// statistics are final, so re-estimation comes first.
     pub fn build(&self) -> Arc<dyn Strategy> {
-        let strategy = self.build_merge();
+        let mut strategy = self.build_merge();
         if self.batch_norm == BatchNormStatistics::Reestimate {
-            Arc::new(ReestimateBatchNorm { inner: strategy })
-        } else {
-            strategy
+            strategy = Arc::new(ReestimateBatchNorm { inner: strategy });
         }
+        if self.repair != RepairMode::Off {
+            strategy = Arc::new(Repair {
+                inner: strategy,
+                spec: self.spec.clone(),
+                mode: self.repair,
+            });
+        }
+        strategy
     }
 
     /// The strategy that merges the weights.

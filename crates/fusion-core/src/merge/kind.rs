@@ -165,3 +165,47 @@ impl FromStr for BatchNormStatistics {
         }
     }
 }
+
+/// Whether and how a federation REPAIRs a merge of CNNs (see
+/// [`Repair`](super::Repair)): rescales each norm layer's channels to the
+/// output moments the clients' own models have on their data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum RepairMode {
+    /// No REPAIR: no statistics beyond the strategy's own.
+    #[default]
+    Off,
+    /// One more exchange: every norm is measured once and corrected from
+    /// that one measurement, each against the uncorrected layers before
+    /// it. An approximation of REPAIR for one exchange's cost.
+    Once,
+    /// One exchange per norm, in forward order, each measuring and
+    /// correcting the next norm after the ones before it were corrected:
+    /// REPAIR as `fusion interpolate --repair-batches` runs it.
+    Sequential,
+}
+
+impl fmt::Display for RepairMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Once => "once",
+            Self::Sequential => "sequential",
+        })
+    }
+}
+
+impl FromStr for RepairMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "once" => Ok(Self::Once),
+            "sequential" => Ok(Self::Sequential),
+            other => Err(format!(
+                "unknown repair setting `{other}`; expected off, once or sequential"
+            )),
+        }
+    }
+}

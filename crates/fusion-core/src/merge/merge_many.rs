@@ -145,6 +145,7 @@ impl Aggregation for MergeManyAggregation<'_> {
                 sweeps: sweeps[i],
                 objective_before: None,
                 objective_after: None,
+                perms: perms[i].clone(),
             })
             .collect();
         Ok(MergeOutcome {

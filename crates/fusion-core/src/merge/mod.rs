@@ -19,6 +19,7 @@ mod least_squares;
 mod merge_many;
 mod refine;
 mod regmean;
+mod repair;
 mod report;
 mod running_sum;
 mod score;
@@ -31,17 +32,18 @@ pub use average::WeightedAverage;
 pub use batch_norm::ReestimateBatchNorm;
 pub use config::StrategyConfig;
 pub use error::MergeError;
-pub use kind::{BatchNormStatistics, Reference, StrategyKind};
+pub use kind::{BatchNormStatistics, Reference, RepairMode, StrategyKind};
 pub use layerwise::Layerwise;
 pub use merge_many::MergeMany;
 pub use refine::{Refinement, Refiner};
 pub use regmean::RegMean;
+pub use repair::Repair;
 pub use report::{MergeOutcome, ModelReport, PermMoved};
 pub use running_sum::RunningSum;
 pub use score::{Score, ScoreError, Scorer};
 pub use statistic_tensor::StatisticTensor;
 pub use statistics::{
     StatisticKind, StatisticRequest, add_unpacked, batch_norm_layers, check_gram, check_moments,
-    pack_upper,
+    norm_layers, pack_upper,
 };
 pub use strategy::{Aggregation, Instructions, RoundContext, Strategy, Update};

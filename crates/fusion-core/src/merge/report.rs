@@ -56,6 +56,14 @@ pub struct ModelReport {
     pub objective_before: Option<f64>,
     /// ⟨reference, aligned model⟩ after alignment, if aligned.
     pub objective_after: Option<f64>,
+    /// The permutations that aligned it, one per permutation of the spec
+    /// in the spec's order (unit `j` of the aligned model is unit
+    /// `perms[p][j]` of this one); empty when the strategy does not
+    /// permute. What a later step needs to put this client's per-unit
+    /// statistics in the merged model's order ([`super::Repair`]). Not
+    /// reported: hundreds of indices per layer say less than `moved`.
+    #[serde(skip)]
+    pub perms: Vec<Permutation>,
 }
 
 /// The merged model and a report per input model.

@@ -28,6 +28,14 @@ pub enum StatisticKind {
     /// (`layer1.0.bn1`), whose `running_mean` and `running_var` these
     /// replace after the merge.
     Moments,
+    /// A norm layer's per-channel output moments, shape `[2, C]`: row 0
+    /// the mean, row 1 the (population) variance of each channel of the
+    /// norm's output, affine included, over the client's examples ×
+    /// height × width, in evaluation mode. In exchange 0 they are the
+    /// client's own trained model's (REPAIR's target); later, the
+    /// instructions' merged model's. `layer` names the norm (its
+    /// `weight` and `bias` are what REPAIR rescales).
+    Outputs,
 }
 
 impl StatisticKind {
@@ -36,6 +44,7 @@ impl StatisticKind {
             Self::Gram => "gram",
             Self::Cross => "cross",
             Self::Moments => "moments",
+            Self::Outputs => "outputs",
         }
     }
 }
@@ -68,6 +77,7 @@ impl StatisticRequest {
             StatisticKind::Gram => vec![k * (k + 1) / 2],
             StatisticKind::Cross => vec![k, layer.outputs],
             StatisticKind::Moments => return Self::moments(&layer.name, layer.outputs),
+            StatisticKind::Outputs => return Self::outputs(&layer.name, layer.outputs),
         };
         Self {
             kind,
@@ -90,8 +100,17 @@ impl StatisticRequest {
         }
     }
 
-    /// The name it travels under: `gram:LAYER`, `cross:LAYER` or
-    /// `moments:NORM`.
+    /// The [`StatisticKind::Outputs`] request for the norm `layer` of
+    /// `channels` channels.
+    pub fn outputs(layer: &str, channels: usize) -> Self {
+        Self {
+            kind: StatisticKind::Outputs,
+            ..Self::moments(layer, channels)
+        }
+    }
+
+    /// The name it travels under: `gram:LAYER`, `cross:LAYER`,
+    /// `moments:NORM` or `outputs:NORM`.
     pub fn name(&self) -> String {
         format!("{}:{}", self.kind.prefix(), self.layer)
     }
@@ -103,14 +122,14 @@ impl StatisticRequest {
         let (kind, layer) = match name.split_once(':') {
             Some(("gram", layer)) => (StatisticKind::Gram, layer),
             Some(("cross", layer)) => (StatisticKind::Cross, layer),
-            Some(("moments", _)) => {
+            Some(("moments" | "outputs", _)) => {
                 return Err(MergeError::BadUpdate(format!(
                     "statistic `{name}` is a norm's moments, not a linear layer's"
                 )));
             }
             _ => {
                 return Err(MergeError::BadUpdate(format!(
-                    "unknown statistic `{name}`; expected gram:LAYER, cross:LAYER or moments:NORM"
+                    "unknown statistic `{name}`; expected gram:LAYER, cross:LAYER, moments:NORM or outputs:NORM"
                 )));
             }
         };
@@ -138,6 +157,24 @@ impl StatisticRequest {
                 ))
             })
     }
+
+    /// Parses `outputs:NORM` against `model`: the norm must be one
+    /// [`norm_layers`] finds.
+    pub fn parse_outputs(name: &str, model: &ParamSet) -> Result<Self, MergeError> {
+        let Some(("outputs", layer)) = name.split_once(':') else {
+            return Err(MergeError::BadUpdate(format!(
+                "statistic `{name}` is not outputs:NORM"
+            )));
+        };
+        norm_layers(model)
+            .into_iter()
+            .find(|request| request.layer == layer)
+            .ok_or_else(|| {
+                MergeError::BadUpdate(format!(
+                    "statistic `{name}` names no norm layer (a one-dimensional weight with a bias of its size) of the model"
+                ))
+            })
+    }
 }
 
 /// One [`StatisticKind::Moments`] request per BatchNorm layer of `model`:
@@ -152,6 +189,26 @@ pub fn batch_norm_layers(model: &ParamSet) -> Vec<StatisticRequest> {
             let var = model.get(&format!("{layer}.running_var"))?;
             match (mean.shape(), var.shape()) {
                 ([c], [v]) if c == v => Some(StatisticRequest::moments(layer, *c)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// One [`StatisticKind::Outputs`] request per norm layer of `model`, in
+/// the model's order: every `NAME.weight` of shape `[C]` with a
+/// `NAME.bias` of the same shape. In PyTorch layout nothing else has a
+/// one-dimensional weight (convolutions' are 4-D, linear layers' 2-D), so
+/// this finds BatchNorm and LayerNorm layers alike, and nothing in an
+/// MLP.
+pub fn norm_layers(model: &ParamSet) -> Vec<StatisticRequest> {
+    model
+        .iter()
+        .filter_map(|(name, weight)| {
+            let layer = name.strip_suffix(".weight")?;
+            let bias = model.get(&format!("{layer}.bias"))?;
+            match (weight.shape(), bias.shape()) {
+                ([c], [b]) if c == b => Some(StatisticRequest::outputs(layer, *c)),
                 _ => None,
             }
         })

@@ -120,38 +120,49 @@ impl Instructions {
                 )));
             }
         }
-        for request in &self.statistics {
-            let name = request.name();
-            let tensor = update
-                .statistics
-                .get(&name)
-                .ok_or_else(|| MergeError::BadUpdate(format!("statistic `{name}` is missing")))?;
-            if tensor.shape() != request.shape.as_slice() {
-                return Err(MergeError::BadUpdate(format!(
-                    "statistic `{name}` has shape {:?}, expected {:?}",
-                    tensor.shape(),
-                    request.shape
-                )));
-            }
-            if let Some((index, value)) = tensor.first_non_finite() {
-                return Err(MergeError::BadUpdate(format!(
-                    "statistic `{name}` holds {value} at element {index}"
-                )));
-            }
-            match request.kind {
-                StatisticKind::Gram => {
-                    let k = request.augmented_inputs;
-                    check_gram(&name, tensor.data(), k, request.bias, update.weight)
-                        .map_err(MergeError::BadUpdate)?;
-                }
-                StatisticKind::Moments => {
-                    check_moments(&name, tensor.data()).map_err(MergeError::BadUpdate)?;
-                }
-                StatisticKind::Cross => {}
-            }
-        }
-        Ok(())
+        check_requested(&self.statistics, update)
     }
+}
+
+/// Checks that `update` carries each of `requests` with its shape, every
+/// value finite and, by kind, a Gram matrix that could be one or no
+/// negative variance. Names the first thing that is wrong. (Statistics
+/// beyond `requests` are [`Instructions::check`]'s business.)
+pub(crate) fn check_requested(
+    requests: &[StatisticRequest],
+    update: &Update,
+) -> Result<(), MergeError> {
+    for request in requests {
+        let name = request.name();
+        let tensor = update
+            .statistics
+            .get(&name)
+            .ok_or_else(|| MergeError::BadUpdate(format!("statistic `{name}` is missing")))?;
+        if tensor.shape() != request.shape.as_slice() {
+            return Err(MergeError::BadUpdate(format!(
+                "statistic `{name}` has shape {:?}, expected {:?}",
+                tensor.shape(),
+                request.shape
+            )));
+        }
+        if let Some((index, value)) = tensor.first_non_finite() {
+            return Err(MergeError::BadUpdate(format!(
+                "statistic `{name}` holds {value} at element {index}"
+            )));
+        }
+        match request.kind {
+            StatisticKind::Gram => {
+                let k = request.augmented_inputs;
+                check_gram(&name, tensor.data(), k, request.bias, update.weight)
+                    .map_err(MergeError::BadUpdate)?;
+            }
+            StatisticKind::Moments | StatisticKind::Outputs => {
+                check_moments(&name, tensor.data()).map_err(MergeError::BadUpdate)?;
+            }
+            StatisticKind::Cross => {}
+        }
+    }
+    Ok(())
 }
 
 /// One client's contribution to an exchange: its weights (when the
