@@ -264,6 +264,18 @@ impl Network {
         }
     }
 
+    /// The parameter-name prefix of every norm layer (`bn1`,
+    /// `layer1.0.shortcut.1`, `features.1`), in the order of
+    /// [`Network::norms_mut`] and [`Network::norm_outputs`]: how a
+    /// client finds the norm a server's `outputs:NORM` request names.
+    pub fn norm_names(&self) -> Vec<String> {
+        match self {
+            Self::Mlp(_) => Vec::new(),
+            Self::ResNet(r) => r.norm_names(),
+            Self::Vgg(g) => g.norm_names(),
+        }
+    }
+
     /// Every BatchNorm layer, input side first: what re-estimating running
     /// statistics after a merge walks. Empty for the MLP and LayerNorm CNNs.
     pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {

@@ -211,6 +211,23 @@ impl ResNet {
         v
     }
 
+    /// The names of [`ResNet::norms_mut`]'s norms, as
+    /// [`ResNet::to_params`] writes them.
+    pub fn norm_names(&self) -> Vec<String> {
+        let mut names = vec!["bn1".to_owned()];
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                let p = format!("layer{}.{b}", s + 1);
+                names.push(format!("{p}.bn1"));
+                names.push(format!("{p}.bn2"));
+                if block.shortcut.is_some() {
+                    names.push(format!("{p}.shortcut.1"));
+                }
+            }
+        }
+        names
+    }
+
     /// Its shape, read back from the modules.
     pub fn shape(&self) -> ResNetShape {
         let [stem, ..] = self.conv1.weight.dims();

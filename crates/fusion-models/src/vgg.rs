@@ -179,6 +179,18 @@ impl Vgg {
         (channels, classes)
     }
 
+    /// The names of its norms (`features.1`, `features.4`, …), in forward
+    /// order, as [`Vgg::to_params`] writes them.
+    pub fn norm_names(&self) -> Vec<String> {
+        let mut index = 0;
+        let mut names = Vec::with_capacity(self.features.len());
+        for layer in &self.features {
+            names.push(format!("features.{}", index + 1));
+            index += 3 + usize::from(layer.pool);
+        }
+        names
+    }
+
     /// The parameters in PyTorch names and layout, on the host.
     pub fn to_params(&self) -> ParamSet {
         let mut w = Writer::default();

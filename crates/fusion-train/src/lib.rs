@@ -36,8 +36,8 @@ pub use evaluate::{
 };
 pub use optimizer::OptimizerKind;
 pub use progress::Progress;
-pub use repair::{ChannelMoments, MomentData, norm_moments, repair};
+pub use repair::{ChannelMoments, MomentData, norm_moments, norm_output_moments, repair};
 pub use score::TestSetScorer;
-pub use statistics::client_statistics;
+pub use statistics::{client_statistics, requested_statistics};
 pub use ste::{SteConfig, SteResult, ste_matching};
 pub use train::{TrainSummary, train, train_network};

@@ -4,7 +4,10 @@
 //! REPAIR rescales every channel of the merged network so that its mean
 //! and standard deviation are the interpolation of the end models' own.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::Device;
+use fusion_core::{ParamSet, StatisticRequest, StatisticTensor};
 use fusion_data::Dataset;
 use fusion_models::Network;
 
@@ -97,6 +100,63 @@ pub fn norm_moments(
             ChannelMoments { mean, std }
         })
         .collect())
+}
+
+/// The [`fusion_core::StatisticKind::Outputs`] statistics named in
+/// `names` (`outputs:layer1.0.bn1`, …) of `model` over all of `data` in
+/// batches of `batch`: per norm, each channel's output mean and
+/// (population) variance, evaluation mode, as `[2, C]`. What a federated
+/// client sends for REPAIR ([`fusion_core::Repair`]): of its own model
+/// with its weights, of the merged model in each pass. Errors name a
+/// statistic the model has no norm for.
+pub fn norm_output_moments(
+    model: &ParamSet,
+    names: &[String],
+    data: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> Result<BTreeMap<String, StatisticTensor>, TrainError> {
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let bad = |name: &String, reason: String| TrainError::BadSetting {
+        name: "statistic",
+        value: name.clone(),
+        reason,
+    };
+    let net = Network::from_params(model, device)?;
+    let norms = net.norm_names();
+    let wanted = names
+        .iter()
+        .map(|name| {
+            let request = StatisticRequest::parse_outputs(name, model)
+                .map_err(|e| bad(name, e.to_string()))?;
+            let index = norms
+                .iter()
+                .position(|n| *n == request.layer)
+                .ok_or_else(|| bad(name, "the network has no norm of that name".into()))?;
+            Ok((name, index))
+        })
+        .collect::<Result<Vec<_>, TrainError>>()?;
+    let on = MomentData {
+        data,
+        batches: data.len().div_ceil(batch.max(1)),
+        batch,
+        seed: 0,
+    };
+    let moments = norm_moments(&net, on, device)?;
+    wanted
+        .into_iter()
+        .map(|(name, index)| {
+            let m = moments
+                .get(index)
+                .ok_or_else(|| bad(name, "the network measured no such norm".into()))?;
+            let values = m.mean.iter().copied().chain(m.std.iter().map(|s| s * s));
+            let tensor = StatisticTensor::new(name, vec![2, m.mean.len()], values.collect())
+                .map_err(|e| bad(name, e.to_string()))?;
+            Ok((name.clone(), tensor))
+        })
+        .collect()
 }
 
 /// REPAIR: rescales every channel of `merged` (a merge of `a` and aligned

@@ -2,7 +2,8 @@
 //! matrices, layer-wise least squares' Gram matrices and cross terms),
 //! computed by forward passes over the client's own data. They are second
 //! moments of the client's layer inputs and activations: labels are never
-//! read, and nothing is trained.
+//! read, and nothing is trained. [`requested_statistics`] routes an
+//! exchange's names to these and to the norms' moments.
 
 use std::collections::BTreeMap;
 
@@ -11,8 +12,10 @@ use fusion_core::{ParamSet, StatisticKind, StatisticRequest, StatisticTensor, pa
 use fusion_data::Dataset;
 use fusion_models::Mlp;
 
+use crate::batch_norm::batch_norm_moments;
 use crate::error::TrainError;
 use crate::evaluate::EVAL_BATCH;
+use crate::repair::norm_output_moments;
 use crate::tensors::{host, inputs};
 
 /// One requested statistic and its running sum. A cross term is summed as
@@ -31,6 +34,42 @@ struct Sum {
     /// `k`, the layer's augmented inputs.
     rows: usize,
     values: Vec<f64>,
+}
+
+/// Every statistic of an exchange, whatever its kind: `moments:` of
+/// BatchNorm inputs ([`batch_norm_moments`]) and `outputs:` of norm
+/// outputs ([`norm_output_moments`]) in `reference` (the exchange's
+/// model; `own` when `None`), `gram:` and `cross:` as
+/// [`client_statistics`] defines them. What a built-in client computes
+/// for any exchange, `batch` being its training batch size.
+pub fn requested_statistics(
+    own: &ParamSet,
+    reference: Option<&ParamSet>,
+    names: &[String],
+    data: &Dataset,
+    batch: usize,
+    device: &Device,
+) -> Result<BTreeMap<String, StatisticTensor>, TrainError> {
+    let of = |prefix: &str| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| n.split_once(':').is_some_and(|(p, _)| p == prefix))
+            .cloned()
+            .collect()
+    };
+    let (moments, outputs) = (of("moments"), of("outputs"));
+    let linear: Vec<String> = names
+        .iter()
+        .filter(|n| !moments.contains(n) && !outputs.contains(n))
+        .cloned()
+        .collect();
+    let model = reference.unwrap_or(own);
+    let mut all = client_statistics(own, reference, &linear, data, device)?;
+    if !moments.is_empty() {
+        all.extend(batch_norm_moments(model, &moments, data, batch, device)?);
+    }
+    all.extend(norm_output_moments(model, &outputs, data, batch, device)?);
+    Ok(all)
 }
 
 /// Computes the statistics named in `names` (`gram:layers.0`,
@@ -124,12 +163,13 @@ pub fn client_statistics(
         let values = match sum.request {
             StatisticKind::Gram => pack_upper(&sum.values, sum.rows),
             StatisticKind::Cross => times_augmented_weight(&sum.values, &sum.layer, own)?,
-            // `StatisticRequest::parse` sends moments to `batch_norm_moments`.
-            StatisticKind::Moments => {
+            // `StatisticRequest::parse` refuses a norm's moments, which
+            // `requested_statistics` routes elsewhere.
+            StatisticKind::Moments | StatisticKind::Outputs => {
                 return Err(TrainError::BadSetting {
                     name: "statistic",
                     value: sum.name,
-                    reason: "BatchNorm moments come from batch_norm_moments".into(),
+                    reason: "a norm's moments come from requested_statistics".into(),
                 });
             }
         };

@@ -298,3 +298,6 @@ mod cnn;
 
 #[path = "training/ste.rs"]
 mod ste;
+
+#[path = "training/federated_repair.rs"]
+mod federated_repair;
