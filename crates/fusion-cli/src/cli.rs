@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use fusion_core::{BatchNormStatistics, ComputeBackend, Reference, StrategyConfig, StrategyKind};
+use fusion_core::{
+    BatchNormStatistics, ComputeBackend, Reference, RepairMode, StrategyConfig, StrategyKind,
+};
 use fusion_data::{DataSource, Dataset, ShardRef, Split};
 use fusion_experiments::Correction;
 use fusion_models::{Architecture, MlpArchitecture};
@@ -155,6 +157,12 @@ pub struct SimulateArgs {
     /// average. Models without BatchNorm ignore it.
     #[arg(long, default_value = "reestimate", value_enum)]
     pub batch_norm: BatchNormStatistics,
+    /// REPAIR after each merge of a CNN: clients send their own models'
+    /// per-channel norm output moments with their weights; then `once`
+    /// (one more exchange: every norm measured and rescaled at once) or
+    /// `sequential` (one exchange per norm, as offline REPAIR).
+    #[arg(long, default_value = "off", value_enum)]
+    pub repair: RepairMode,
     /// FedProx μ sent to clients.
     #[arg(long, default_value_t = 0.0)]
     pub proximal_mu: f64,

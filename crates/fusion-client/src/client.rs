@@ -381,15 +381,14 @@ impl Session {
         self.health.write("computing statistics");
         tokio::task::spawn_blocking(move || {
             let device = backend.device()?;
-            // BatchNorm moments are measured in the exchange's (merged)
-            // model; they come in an exchange of their own.
-            let moments = names.iter().any(|n| n.starts_with("moments:"));
-            let statistics = if moments {
-                let model = reference.as_ref().unwrap_or(&own);
-                fusion_train::batch_norm_moments(model, &names, &data, batch, &device)
-            } else {
-                fusion_train::client_statistics(&own, reference.as_ref(), &names, &data, &device)
-            };
+            let statistics = fusion_train::requested_statistics(
+                &own,
+                reference.as_ref(),
+                &names,
+                &data,
+                batch,
+                &device,
+            );
             statistics.map_err(ClientError::from)
         })
         .await

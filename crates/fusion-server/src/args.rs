@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use fusion_server::{
-    BatchNormStatistics, Init, Reference, SecretString, ServerConfig, ServerError, StrategyKind,
+    BatchNormStatistics, Init, Reference, RepairMode, SecretString, ServerConfig, ServerError,
+    StrategyKind,
 };
 
 /// `fusion-server`: the aggregator of a Fusion federation.
@@ -68,6 +69,13 @@ pub struct ServerArgs {
     /// [default: reestimate].
     #[arg(long, env = "FUSION_BATCH_NORM")]
     pub batch_norm: Option<BatchNormStatistics>,
+    /// REPAIR after each merge of a model with norm layers (CNNs): clients
+    /// send their own models' per-channel norm output moments with their
+    /// weights; then `once` (one more exchange: every norm measured and
+    /// rescaled at once) or `sequential` (one exchange per norm, as
+    /// offline REPAIR) [default: off].
+    #[arg(long, env = "FUSION_REPAIR")]
+    pub repair: Option<RepairMode>,
     /// After the last round, keep serving until stopped instead of exiting
     /// (for a Kubernetes StatefulSet).
     #[arg(long, env = "FUSION_SERVE_FINAL")]
@@ -222,6 +230,7 @@ impl ServerArgs {
             fraction => fraction, deadline => round_deadline_secs, strategy => strategy,
             reference => reference, max_passes => max_passes,
             regmean_alpha => regmean_alpha, ridge => ridge, batch_norm => batch_norm,
+            repair => repair,
             backend => backend, state_dir => state_dir,
             model => model, spec => spec, evaluate_timeout => evaluate_timeout_secs,
             inputs => inputs, classes => classes, init => init, seed => seed,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use fusion_core::{BatchNormStatistics, Reference, StrategyKind};
+pub use fusion_core::{BatchNormStatistics, Reference, RepairMode, StrategyKind};
 use fusion_core::{ComputeBackend, MergeMany, MlpArchitecture, SpecSource, StrategyConfig};
 use fusion_net::TokenTable;
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,12 @@ pub struct ServerConfig {
     /// What happens to a merged model's BatchNorm running statistics
     /// (see [`BatchNormStatistics`]).
     pub batch_norm: BatchNormStatistics,
+    /// Whether each round REPAIRs the merge of a CNN (see
+    /// [`RepairMode`]): clients send their own models' norm output moments
+    /// with their weights, and one more exchange (`once`) or one per norm
+    /// (`sequential`) rescales the merged model's norms to them. Models
+    /// without norm layers skip it.
+    pub repair: RepairMode,
     /// After the last round, keep serving (FINISHED to clients, the final
     /// model to FetchGlobal for round `rounds + 1`, the status page) until
     /// stopped, instead of exiting: for orchestrators that restart a
@@ -221,6 +227,7 @@ impl Default for ServerConfig {
             ridge: StrategyConfig::DEFAULT_RIDGE,
             layerwise_align: false,
             batch_norm: BatchNormStatistics::default(),
+            repair: RepairMode::Off,
             serve_final: false,
             backend: ComputeBackend::default().to_string(),
             state_dir: PathBuf::from("fusion-state"),
@@ -428,6 +435,7 @@ impl ServerConfig {
         config.ridge = self.ridge;
         config.layerwise_align = self.layerwise_align;
         config.batch_norm = self.batch_norm;
+        config.repair = self.repair;
         config
     }
 

@@ -44,7 +44,9 @@ mod service;
 mod state_dir;
 mod status_page;
 
-pub use config::{BatchNormStatistics, Init, Reference, SecretString, ServerConfig, StrategyKind};
+pub use config::{
+    BatchNormStatistics, Init, Reference, RepairMode, SecretString, ServerConfig, StrategyKind,
+};
 pub use error::ServerError;
 pub use initial::InitialModel;
 pub use metrics::Metrics;

@@ -187,6 +187,7 @@ async fn simulate_one(
         ridge: args.strategy_options.ridge,
         layerwise_align: args.strategy_options.layerwise_align,
         batch_norm: args.batch_norm,
+        repair: args.repair,
         backend: args.backend.to_string(),
         state_dir,
         model: args.model.to_string(),

@@ -278,3 +278,68 @@ fn a_resnet_federation_runs_with_its_built_in_spec() {
     .expect("global model");
     assert!(global.get("layer3.0.shortcut.0.weight").is_some());
 }
+
+#[test]
+fn federated_repair_of_a_layer_norm_vgg_rescales_its_norms_and_nothing_else() {
+    // The same one-shot federation twice (same seeds: the same client
+    // models; fedavg of two is exact whatever order they arrive in),
+    // without and with sequential REPAIR over gRPC: REPAIR's exchanges
+    // must change every norm's weight and bias, and no other tensor.
+    let global = |repair: &str| {
+        let dir = scratch(&format!("simulate-repair-{repair}"));
+        let o = fusion(&[
+            "simulate",
+            "--dataset",
+            "embedded",
+            "--limit",
+            "600",
+            "--model",
+            "vgg11-ln:4",
+            "--batch",
+            "50",
+            "--lr",
+            "0.003",
+            "--split",
+            "iid",
+            "--clients",
+            "2",
+            "--one-shot",
+            "--local-epochs",
+            "1",
+            "--strategy",
+            "fedavg",
+            "--repair",
+            repair,
+            "--json",
+            "--out",
+            s(&dir),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+        assert_eq!(v["runs"][0]["rounds"][0]["attempts"], 1, "{v}");
+        fusion_core::ParamSet::from_safetensors(
+            &std::fs::read(dir.join("state-fedavg/global.safetensors")).expect("checkpoint"),
+        )
+        .expect("global model")
+    };
+    let (plain, repaired) = (global("off"), global("sequential"));
+    let norms: Vec<String> = fusion_core::norm_layers(&plain)
+        .into_iter()
+        .map(|r| r.layer)
+        .collect();
+    assert_eq!(norms.len(), 8, "{norms:?}");
+    for (name, tensor) in plain.iter() {
+        let other = repaired.get(name).expect("same layout");
+        let in_norm = norms
+            .iter()
+            .any(|n| *name == format!("{n}.weight") || *name == format!("{n}.bias"));
+        if in_norm {
+            assert_ne!(tensor, other, "REPAIR left `{name}` as merged");
+        } else {
+            assert_eq!(
+                tensor, other,
+                "REPAIR changed `{name}`, which is not a norm's"
+            );
+        }
+    }
+}
