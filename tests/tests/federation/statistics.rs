@@ -80,7 +80,9 @@ fn statistics(model: &ParamSet, names: &[String]) -> BTreeMap<String, StatisticT
                     })
                     .collect(),
                 StatisticKind::Cross => vec![0.0; k * layer.outputs],
-                StatisticKind::Moments => panic!("an MLP has no BatchNorm to measure"),
+                StatisticKind::Moments | StatisticKind::Outputs => {
+                    panic!("an MLP has no norm to measure")
+                }
             };
             let tensor = StatisticTensor::new(name, request.shape.clone(), data).expect("tensor");
             (name.clone(), tensor)

@@ -88,7 +88,9 @@ fn client_update(client: &Client, instructions: &Instructions) -> Update {
                 }
                 c
             }
-            StatisticKind::Moments => panic!("the least-squares strategies ask for no moments"),
+            StatisticKind::Moments | StatisticKind::Outputs => {
+                panic!("the least-squares strategies ask for no moments")
+            }
         };
         let name = request.name();
         statistics.insert(
