@@ -83,15 +83,11 @@ pub fn batch_norm_moments(
     batch: usize,
     device: &Device,
 ) -> Result<BTreeMap<String, StatisticTensor>, TrainError> {
-    let bad = |name: &String, reason: String| TrainError::BadSetting {
-        name: "statistic",
-        value: name.clone(),
-        reason,
-    };
     let requests = names
         .iter()
         .map(|name| {
-            StatisticRequest::parse_moments(name, model).map_err(|e| bad(name, e.to_string()))
+            StatisticRequest::parse_moments(name, model)
+                .map_err(|e| TrainError::bad_statistic(name, e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if requests.is_empty() {
@@ -121,7 +117,12 @@ pub fn batch_norm_moments(
                 let name = format!("{}.{suffix}", request.layer);
                 let values = measured
                     .get(&name)
-                    .ok_or_else(|| bad(&request.name(), format!("the network has no `{name}`")))?
+                    .ok_or_else(|| {
+                        TrainError::bad_statistic(
+                            &request.name(),
+                            format!("the network has no `{name}`"),
+                        )
+                    })?
                     .data();
                 for (s, &v) in sum[row * channels..(row + 1) * channels]
                     .iter_mut()
@@ -140,7 +141,7 @@ pub fn batch_norm_moments(
             let name = request.name();
             let values = sum.into_iter().map(|s| s / total).collect();
             let tensor = StatisticTensor::new(&name, request.shape, values)
-                .map_err(|e| bad(&name, e.to_string()))?;
+                .map_err(|e| TrainError::bad_statistic(&name, e.to_string()))?;
             Ok((name, tensor))
         })
         .collect()

@@ -50,3 +50,15 @@ pub enum TrainError {
     #[error(transparent)]
     Match(#[from] fusion_core::MatchError),
 }
+
+impl TrainError {
+    /// A requested statistic that cannot be computed, named as the server
+    /// sent it, and why.
+    pub(crate) fn bad_statistic(name: &str, reason: impl Into<String>) -> Self {
+        Self::BadSetting {
+            name: "statistic",
+            value: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

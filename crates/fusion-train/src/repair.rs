@@ -119,22 +119,19 @@ pub fn norm_output_moments(
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let bad = |name: &String, reason: String| TrainError::BadSetting {
-        name: "statistic",
-        value: name.clone(),
-        reason,
-    };
     let net = Network::from_params(model, device)?;
     let norms = net.norm_names();
     let wanted = names
         .iter()
         .map(|name| {
             let request = StatisticRequest::parse_outputs(name, model)
-                .map_err(|e| bad(name, e.to_string()))?;
+                .map_err(|e| TrainError::bad_statistic(name, e.to_string()))?;
             let index = norms
                 .iter()
                 .position(|n| *n == request.layer)
-                .ok_or_else(|| bad(name, "the network has no norm of that name".into()))?;
+                .ok_or_else(|| {
+                    TrainError::bad_statistic(name, "the network has no norm of that name")
+                })?;
             Ok((name, index))
         })
         .collect::<Result<Vec<_>, TrainError>>()?;
@@ -148,12 +145,12 @@ pub fn norm_output_moments(
     wanted
         .into_iter()
         .map(|(name, index)| {
-            let m = moments
-                .get(index)
-                .ok_or_else(|| bad(name, "the network measured no such norm".into()))?;
+            let m = moments.get(index).ok_or_else(|| {
+                TrainError::bad_statistic(name, "the network measured no such norm")
+            })?;
             let values = m.mean.iter().copied().chain(m.std.iter().map(|s| s * s));
             let tensor = StatisticTensor::new(name, vec![2, m.mean.len()], values.collect())
-                .map_err(|e| bad(name, e.to_string()))?;
+                .map_err(|e| TrainError::bad_statistic(name, e.to_string()))?;
             Ok((name.clone(), tensor))
         })
         .collect()

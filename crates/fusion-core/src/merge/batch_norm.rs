@@ -102,28 +102,7 @@ impl Moments {
     }
 
     fn add(&mut self, update: &Update) -> Result<ModelReport, MergeError> {
-        self.instructions.check(update)?;
-        if !(update.weight.is_finite() && update.weight > 0.0) {
-            return Err(MergeError::BadWeight {
-                model: self.updates,
-                weight: update.weight,
-            });
-        }
-        // Every statistic is there and well formed (checked above); fetch
-        // them all before summing, so an update is folded in whole or not.
-        let values = self
-            .instructions
-            .statistics
-            .iter()
-            .map(|request| {
-                let name = request.name();
-                update
-                    .statistics
-                    .get(&name)
-                    .map(|t| t.data())
-                    .ok_or_else(|| MergeError::BadUpdate(format!("statistic `{name}` is missing")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let values = self.instructions.measured(update, self.updates)?;
         for (sum, values) in self.sums.iter_mut().zip(values) {
             for (s, v) in sum.iter_mut().zip(values) {
                 *s += update.weight * v;

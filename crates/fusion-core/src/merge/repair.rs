@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use super::StatisticRequest;
 use super::statistics::norm_layers;
-use super::strategy::check_requested;
+use super::strategy::{check_requested, requested_values};
 use super::{
     Aggregation, Instructions, MergeError, MergeOutcome, ModelReport, RepairMode, RoundContext,
     Strategy, StrategyKind, Update,
@@ -119,8 +119,9 @@ impl Pooled {
     }
 
     /// Adds one client's `[mean; variance]` per norm at `weight`.
-    fn add(&mut self, moments: &[Vec<f64>], weight: f64) {
+    fn add(&mut self, moments: &[impl AsRef<[f64]>], weight: f64) {
         for (sum, values) in self.sums.iter_mut().zip(moments) {
+            let values = values.as_ref();
             let channels = values.len() / 2;
             for c in 0..channels {
                 let (mean, var) = (values[c], values[channels + c]);
@@ -219,22 +220,6 @@ impl Targets {
     }
 }
 
-/// Each requested norm's `[mean; variance]` from `update`, which
-/// [`check_requested`] has accepted.
-fn moments_of(requests: &[StatisticRequest], update: &Update) -> Result<Vec<Vec<f64>>, MergeError> {
-    requests
-        .iter()
-        .map(|request| {
-            let name = request.name();
-            update
-                .statistics
-                .get(&name)
-                .map(|t| t.data().to_vec())
-                .ok_or_else(|| MergeError::BadUpdate(format!("statistic `{name}` is missing")))
-        })
-        .collect()
-}
-
 /// Where a round of [`Repair`] is.
 enum Stage<'s> {
     /// The inner strategy's exchanges; exchange 0's updates also bring
@@ -296,14 +281,7 @@ impl Pass {
     }
 
     fn add(&mut self, update: &Update) -> Result<ModelReport, MergeError> {
-        self.instructions.check(update)?;
-        if !(update.weight.is_finite() && update.weight > 0.0) {
-            return Err(MergeError::BadWeight {
-                model: self.updates,
-                weight: update.weight,
-            });
-        }
-        let moments = moments_of(&self.instructions.statistics, update)?;
+        let moments = self.instructions.measured(update, self.updates)?;
         self.measured.add(&moments, update.weight);
         self.updates += 1;
         Ok(ModelReport {
@@ -400,7 +378,10 @@ impl Aggregation for Repairing<'_> {
                     return inner.add(update);
                 }
                 check_requested(&self.norms, &update)?;
-                let moments = moments_of(&self.norms, &update)?;
+                let moments: Vec<Vec<f64>> = requested_values(&self.norms, &update)?
+                    .into_iter()
+                    .map(<[f64]>::to_vec)
+                    .collect();
                 for request in &self.norms {
                     update.statistics.remove(&request.name());
                 }

@@ -122,6 +122,45 @@ impl Instructions {
         }
         check_requested(&self.statistics, update)
     }
+
+    /// For an exchange that only sums what clients measure (BatchNorm
+    /// moments, REPAIR's passes): checks `update` as
+    /// [`Instructions::check`] does, and its weight (`index` names it in
+    /// the error), and returns every requested statistic's values in
+    /// request order, so the caller folds an update in whole or not.
+    pub(crate) fn measured<'u>(
+        &self,
+        update: &'u Update,
+        index: usize,
+    ) -> Result<Vec<&'u [f64]>, MergeError> {
+        self.check(update)?;
+        if !(update.weight.is_finite() && update.weight > 0.0) {
+            return Err(MergeError::BadWeight {
+                model: index,
+                weight: update.weight,
+            });
+        }
+        requested_values(&self.statistics, update)
+    }
+}
+
+/// Each of `requests`' values in `update`, in request order; an error
+/// names the first missing.
+pub(crate) fn requested_values<'u>(
+    requests: &[StatisticRequest],
+    update: &'u Update,
+) -> Result<Vec<&'u [f64]>, MergeError> {
+    requests
+        .iter()
+        .map(|request| {
+            let name = request.name();
+            update
+                .statistics
+                .get(&name)
+                .map(|t| t.data())
+                .ok_or_else(|| MergeError::BadUpdate(format!("statistic `{name}` is missing")))
+        })
+        .collect()
 }
 
 /// Checks that `update` carries each of `requests` with its shape, every
