@@ -295,7 +295,8 @@ impl Pass {
     /// moments become the target: `γ ← s·γ`, `β ← s·β + t` with
     /// `s = target std / measured std` and `t = target mean − s · measured
     /// mean`. A channel that is constant in the merged model is left
-    /// alone, as offline. Unchanged when nobody answered.
+    /// alone, as offline, and so is one whose correction would not be
+    /// finite. Unchanged when nobody answered.
     fn rescaled(mut self) -> Result<(MergeOutcome, Target), MergeError> {
         if self.updates == 0 {
             return Ok((self.outcome, self.target));
@@ -310,29 +311,42 @@ impl Pass {
             .zip(&self.which)
         {
             let (target_mean, target_std) = &self.target[k];
-            let channels = request.shape[1];
-            let (mut scale, mut shift) = (vec![1.0; channels], vec![0.0; channels]);
-            for c in 0..channels {
-                if std[c] > 1e-8 {
-                    scale[c] = target_std[c] / std[c];
-                    shift[c] = target_mean[c] - scale[c] * mean[c];
-                }
-            }
-            for (suffix, with_shift) in [("weight", false), ("bias", true)] {
+            let position = |suffix: &str| {
                 let name = format!("{}.{suffix}", request.layer);
-                let at = merged.position(&name).ok_or_else(|| {
-                    MergeError::BadUpdate(format!("the merged model lost `{name}`"))
-                })?;
-                for (c, value) in merged.at_mut(at).data_mut().iter_mut().enumerate() {
-                    let s = scale.get(c).copied().unwrap_or(1.0);
-                    let t = if with_shift {
-                        shift.get(c).copied().unwrap_or(0.0)
-                    } else {
-                        0.0
-                    };
-                    *value = (s * f64::from(*value) + t) as f32;
+                merged
+                    .position(&name)
+                    .ok_or_else(|| MergeError::BadUpdate(format!("the merged model lost `{name}`")))
+            };
+            let (at_weight, at_bias) = (position("weight")?, position("bias")?);
+            let mut weight = merged.at_mut(at_weight).data_mut().to_vec();
+            let mut bias = merged.at_mut(at_bias).data_mut().to_vec();
+            for (c, (w, b)) in weight.iter_mut().zip(bias.iter_mut()).enumerate() {
+                let (Some(&m), Some(&sd), Some(&tm), Some(&ts)) = (
+                    mean.get(c),
+                    std.get(c),
+                    target_mean.get(c),
+                    target_std.get(c),
+                ) else {
+                    continue;
+                };
+                if sd <= 1e-8 {
+                    continue;
+                }
+                let scale = ts / sd;
+                let shift = tm - scale * m;
+                let (new_w, new_b) = (
+                    (scale * f64::from(*w)) as f32,
+                    (scale * f64::from(*b) + shift) as f32,
+                );
+                // Finite but enormous statistics (a broken or hostile
+                // client) must not turn a weight into inf or NaN: such a
+                // channel stays as merged.
+                if new_w.is_finite() && new_b.is_finite() {
+                    (*w, *b) = (new_w, new_b);
                 }
             }
+            merged.at_mut(at_weight).data_mut().copy_from_slice(&weight);
+            merged.at_mut(at_bias).data_mut().copy_from_slice(&bias);
         }
         Ok((self.outcome, self.target))
     }
@@ -691,6 +705,32 @@ mod tests {
         assert!(aggregation.advance().expect("advance").is_none());
         let merged = aggregation.finish().expect("finish").merged;
         assert_eq!(merged, a);
+    }
+
+    #[test]
+    fn enormous_statistics_cannot_make_the_model_infinite() {
+        let a = model([1.0; 6], [1.0; 3]);
+        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Once);
+        let mut aggregation = strategy.begin(&round(&a)).expect("begin");
+        // Finite, so accepted; squared, channel 0's mean overflows f64,
+        // and channel 1's scale overflows f32.
+        aggregation
+            .add(update(
+                Some(a.clone()),
+                1.0,
+                outputs(&[1e200, 0.0, 1.0], &[1.0, 1e100, 4.0]),
+            ))
+            .expect("finite values pass the checks");
+        aggregation.advance().expect("advance").expect("pass");
+        aggregation
+            .add(update(None, 1.0, outputs(&[0.0; 3], &[1.0; 3])))
+            .expect("measured");
+        assert!(aggregation.advance().expect("advance").is_none());
+        let merged = aggregation.finish().expect("finish").merged;
+        merged.check_finite().expect("every weight finite");
+        // Channel 2 was sane and is corrected: scale 2, shift 1.
+        close(merged.get("n.weight").expect("w").data(), &[1.0, 1.0, 2.0]);
+        close(merged.get("n.bias").expect("b").data(), &[0.0, 0.0, 1.0]);
     }
 
     #[test]
