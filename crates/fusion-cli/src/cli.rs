@@ -157,10 +157,10 @@ pub struct SimulateArgs {
     /// average. Models without BatchNorm ignore it.
     #[arg(long, default_value = "reestimate", value_enum)]
     pub batch_norm: BatchNormStatistics,
-    /// REPAIR after each merge of a CNN: clients send their own models'
-    /// per-channel norm output moments with their weights; then `once`
-    /// (one more exchange: every norm measured and rescaled at once) or
-    /// `sequential` (one exchange per norm, as offline REPAIR).
+    /// REPAIR after each merge of a CNN: `sequential` has clients send
+    /// their own models' per-channel norm output moments with their
+    /// weights, then spends one exchange per norm rescaling the merged
+    /// model to them, as offline REPAIR.
     #[arg(long, default_value = "off", value_enum)]
     pub repair: RepairMode,
     /// FedProx μ sent to clients.

@@ -69,11 +69,11 @@ pub struct ServerArgs {
     /// [default: reestimate].
     #[arg(long, env = "FUSION_BATCH_NORM")]
     pub batch_norm: Option<BatchNormStatistics>,
-    /// REPAIR after each merge of a model with norm layers (CNNs): clients
-    /// send their own models' per-channel norm output moments with their
-    /// weights; then `once` (one more exchange: every norm measured and
-    /// rescaled at once) or `sequential` (one exchange per norm, as
-    /// offline REPAIR) [default: off].
+    /// REPAIR after each merge of a model with norm layers (CNNs):
+    /// `sequential` has clients send their own models' per-channel norm
+    /// output moments with their weights, then spends one exchange per
+    /// norm rescaling the merged model to them, as offline REPAIR
+    /// [default: off].
     #[arg(long, env = "FUSION_REPAIR")]
     pub repair: Option<RepairMode>,
     /// After the last round, keep serving until stopped instead of exiting

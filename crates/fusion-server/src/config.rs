@@ -86,9 +86,9 @@ pub struct ServerConfig {
     pub batch_norm: BatchNormStatistics,
     /// Whether each round REPAIRs the merge of a CNN (see
     /// [`RepairMode`]): clients send their own models' norm output moments
-    /// with their weights, and one more exchange (`once`) or one per norm
-    /// (`sequential`) rescales the merged model's norms to them. Models
-    /// without norm layers skip it.
+    /// with their weights, and one exchange per norm (`sequential`)
+    /// rescales the merged model's norms to them. Models without norm
+    /// layers skip it.
     pub repair: RepairMode,
     /// After the last round, keep serving (FINISHED to clients, the final
     /// model to FetchGlobal for round `rounds + 1`, the status page) until

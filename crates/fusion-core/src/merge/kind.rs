@@ -166,9 +166,12 @@ impl FromStr for BatchNormStatistics {
     }
 }
 
-/// Whether and how a federation REPAIRs a merge of CNNs (see
+/// Whether a federation REPAIRs a merge of CNNs (see
 /// [`Repair`](super::Repair)): rescales each norm layer's channels to the
-/// output moments the clients' own models have on their data.
+/// output moments the clients' own models have on their data. The name
+/// says what it costs: one exchange per norm. A cheaper mode that
+/// corrected every norm from one exchange was measured and dropped (it
+/// hurt as often as it helped; docs/experiments.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
@@ -176,10 +179,6 @@ pub enum RepairMode {
     /// No REPAIR: no statistics beyond the strategy's own.
     #[default]
     Off,
-    /// One more exchange: every norm is measured once and corrected from
-    /// that one measurement, each against the uncorrected layers before
-    /// it. An approximation of REPAIR for one exchange's cost.
-    Once,
     /// One exchange per norm, in forward order, each measuring and
     /// correcting the next norm after the ones before it were corrected:
     /// REPAIR as `fusion interpolate --repair-batches` runs it.
@@ -190,7 +189,6 @@ impl fmt::Display for RepairMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Off => "off",
-            Self::Once => "once",
             Self::Sequential => "sequential",
         })
     }
@@ -201,10 +199,9 @@ impl FromStr for RepairMode {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "off" => Ok(Self::Off),
-            "once" => Ok(Self::Once),
             "sequential" => Ok(Self::Sequential),
             other => Err(format!(
-                "unknown repair setting `{other}`; expected off, once or sequential"
+                "unknown repair setting `{other}`; expected off or sequential"
             )),
         }
     }

@@ -22,14 +22,16 @@
 //!    the target.
 //!
 //! Offline REPAIR corrects one norm at a time, measuring each after the
-//! norms before it were corrected: [`RepairMode::Sequential`] does the same
-//! with one exchange per norm (21 for a ResNet-20). [`RepairMode::Once`]
-//! measures and corrects every norm in a single exchange, each against
-//! uncorrected layers before it. Repeating that (a Jacobi iteration) is
-//! exact only after as many passes as norms, and on the way it is worse
-//! than either: on a one-shot LayerNorm VGG-11 federation, 2 and 4 such
-//! passes scored 12% and 11% where one pass scored 39% and sequential
-//! REPAIR 47% (docs/experiments.md), so it is not offered.
+//! norms before it were corrected; [`RepairMode::Sequential`] does the
+//! same with one exchange per norm (21 for a ResNet-20), each asking for
+//! that norm's moments alone. Correcting every norm from one exchange,
+//! each against uncorrected layers before it, is cheaper but overshoots:
+//! on one-shot LayerNorm CNN federations (docs/experiments.md) it moved
+//! `align` from 31% to 39% on a VGG-11 but lowered it on a ResNet-20 and
+//! raised the loss five- to thirtyfold elsewhere, and repeating it (a
+//! Jacobi iteration) was worse still until it had run once per norm, when
+//! it equals the sequential result. So only the sequential form is
+//! offered.
 //!
 //! Pooling means and second moments over the clients (a mixture), rather
 //! than averaging standard deviations as the two-model REPAIR does, makes
@@ -62,7 +64,7 @@ pub struct Repair {
     /// The spec that says which permutation reorders each norm's channels,
     /// for strategies that permute clients (the one they align with).
     pub spec: SpecSource,
-    /// One exchange for every norm, or one per norm.
+    /// Off, or one exchange per norm.
     pub mode: RepairMode,
 }
 
@@ -244,9 +246,9 @@ type Target = Vec<(Vec<f64>, Vec<f64>)>;
 struct Pass {
     outcome: MergeOutcome,
     target: Target,
-    /// The norms it measures and corrects (indices into the round's norms,
-    /// in the order of its requests).
-    which: Vec<usize>,
+    /// The norm it measures and corrects (an index into the round's
+    /// norms, in forward order).
+    norm: usize,
     instructions: Instructions,
     measured: Pooled,
     updates: usize,
@@ -257,10 +259,10 @@ impl Pass {
         outcome: MergeOutcome,
         target: Target,
         norms: &[StatisticRequest],
-        which: Vec<usize>,
+        norm: usize,
         exchange: u32,
     ) -> Self {
-        let requests: Vec<StatisticRequest> = which.iter().map(|&k| norms[k].clone()).collect();
+        let requests: Vec<StatisticRequest> = norms.get(norm).cloned().into_iter().collect();
         let measured = Pooled::new(&requests);
         let instructions = Instructions {
             exchange,
@@ -273,7 +275,7 @@ impl Pass {
         Self {
             outcome,
             target,
-            which,
+            norm,
             instructions,
             measured,
             updates: 0,
@@ -291,7 +293,7 @@ impl Pass {
         })
     }
 
-    /// The model with each norm of the pass rescaled so that its pooled output
+    /// The model with the pass's norm rescaled so that its pooled output
     /// moments become the target: `γ ← s·γ`, `β ← s·β + t` with
     /// `s = target std / measured std` and `t = target mean − s · measured
     /// mean`. A channel that is constant in the merged model is left
@@ -303,14 +305,10 @@ impl Pass {
         }
         let measured = self.measured.mean_and_std();
         let merged = &mut self.outcome.merged;
-        for ((request, (mean, std)), &k) in self
-            .instructions
-            .statistics
-            .iter()
-            .zip(&measured)
-            .zip(&self.which)
-        {
-            let (target_mean, target_std) = &self.target[k];
+        for (request, (mean, std)) in self.instructions.statistics.iter().zip(&measured) {
+            let (target_mean, target_std) = self.target.get(self.norm).ok_or_else(|| {
+                MergeError::BadUpdate(format!("REPAIR has no target for `{}`", request.layer))
+            })?;
             let position = |suffix: &str| {
                 let name = format!("{}.{suffix}", request.layer);
                 merged
@@ -430,34 +428,25 @@ impl Aggregation for Repairing<'_> {
                 let last = inner.instructions().exchange;
                 let outcome = inner.finish()?;
                 let pooled = targets.pool(&self.norms, &outcome, &self.strategy.spec)?;
-                let first = match self.strategy.mode {
-                    RepairMode::Sequential => vec![0],
-                    RepairMode::Once | RepairMode::Off => (0..self.norms.len()).collect(),
-                };
                 let target = pooled.mean_and_std();
-                let pass = Pass::open(outcome, target, &self.norms, first, last + 1);
+                let pass = Pass::open(outcome, target, &self.norms, 0, last + 1);
                 let next = pass.instructions.clone();
                 self.stage = Stage::Measuring(pass);
                 Ok(Some(next))
             }
             Stage::Measuring(pass) => {
                 let exchange = pass.instructions.exchange;
-                // Sequential REPAIR moves on to the next norm; once is once.
-                let following = match (self.strategy.mode, pass.which.last()) {
-                    (RepairMode::Sequential, Some(&k)) if k + 1 < self.norms.len() => {
-                        Some(vec![k + 1])
-                    }
-                    _ => None,
-                };
+                // Sequential REPAIR moves on to the next norm.
+                let following = Some(pass.norm + 1).filter(|&k| k < self.norms.len());
                 // Nobody answered: the next norm would be measured by the
                 // same clients (none) after no correction.
                 let answered = pass.updates > 0;
                 let (outcome, target) = pass.rescaled()?;
-                let Some(which) = following.filter(|_| answered) else {
+                let Some(norm) = following.filter(|_| answered) else {
                     self.stage = Stage::Done(outcome);
                     return Ok(None);
                 };
-                let pass = Pass::open(outcome, target, &self.norms, which, exchange + 1);
+                let pass = Pass::open(outcome, target, &self.norms, norm, exchange + 1);
                 let next = pass.instructions.clone();
                 self.stage = Stage::Measuring(pass);
                 Ok(Some(next))
@@ -571,7 +560,7 @@ mod tests {
             reference: Reference::Largest,
             ..AlignToReference::new(SpecSource::Given(spec()), Device::flex())
         };
-        let strategy = repair(Arc::new(aligner), RepairMode::Once);
+        let strategy = repair(Arc::new(aligner), RepairMode::Sequential);
         let mut aggregation = strategy.begin(&round(&a)).expect("begin");
         let first = aggregation.instructions();
         assert_eq!(first.exchange, 0);
@@ -618,7 +607,7 @@ mod tests {
     #[test]
     fn clients_pool_as_a_mixture_weighted_by_examples() {
         let a = model([1.0, 0.0, 0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0]);
-        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Once);
+        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Sequential);
         let mut aggregation = strategy.begin(&round(&a)).expect("begin");
         // Channel 0: one client at mean 0, the other (three times the
         // examples) at mean 4, both variance 1: the mixture has mean 3 and
@@ -665,7 +654,7 @@ mod tests {
     #[test]
     fn bad_moments_are_refused_by_name_and_change_nothing() {
         let a = model([1.0; 6], [1.0; 3]);
-        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Once);
+        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Sequential);
         let mut aggregation = strategy.begin(&round(&a)).expect("begin");
         let err = |agg: &mut Box<dyn Aggregation + '_>, u: Update| {
             agg.add(u).expect_err("refused").to_string()
@@ -710,7 +699,7 @@ mod tests {
     #[test]
     fn enormous_statistics_cannot_make_the_model_infinite() {
         let a = model([1.0; 6], [1.0; 3]);
-        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Once);
+        let strategy = repair(Arc::new(WeightedAverage), RepairMode::Sequential);
         let mut aggregation = strategy.begin(&round(&a)).expect("begin");
         // Finite, so accepted; squared, channel 0's mean overflows f64,
         // and channel 1's scale overflows f32.
