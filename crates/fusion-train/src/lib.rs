@@ -36,7 +36,9 @@ pub use evaluate::{
 };
 pub use optimizer::OptimizerKind;
 pub use progress::Progress;
-pub use repair::{ChannelMoments, MomentData, norm_moments, norm_output_moments, repair};
+pub use repair::{
+    ChannelMoments, MomentData, OUTPUT_MOMENT_EXAMPLES, norm_moments, norm_output_moments, repair,
+};
 pub use score::TestSetScorer;
 pub use statistics::{client_statistics, requested_statistics};
 pub use ste::{SteConfig, SteResult, ste_matching};
