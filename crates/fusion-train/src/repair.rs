@@ -103,20 +103,21 @@ pub fn norm_moments(
 }
 
 /// How many of a client's examples its `outputs:` moments are measured
-/// on. Sequential REPAIR asks for them once per norm, and a pass over a
-/// 2,000-image shard per norm took 21 forward passes of the whole shard
-/// for a ResNet-20; 512 images are 512 × height × width values per
+/// on. Sequential REPAIR asks for them once per norm: over a whole
+/// 2,000-image shard that is 21 forward passes of it per ResNet-20 round;
+/// 512 images are 512 × height × width values per
 /// channel, plenty for a mean and a variance.
 pub const OUTPUT_MOMENT_EXAMPLES: usize = 512;
 
 /// The [`fusion_core::StatisticKind::Outputs`] statistics named in
 /// `names` (`outputs:layer1.0.bn1`, …) of `model` over the first
 /// [`OUTPUT_MOMENT_EXAMPLES`] examples of `data` in a fixed shuffle (all of
-/// them when it has fewer), in batches of `batch`: per norm, each channel's output mean and
-/// (population) variance, evaluation mode, as `[2, C]`. What a federated
-/// client sends for REPAIR ([`fusion_core::Repair`]): of its own model
-/// with its weights, of the merged model in each pass. Errors name a
-/// statistic the model has no norm for.
+/// them when it has fewer), in batches of `batch`: per norm, each
+/// channel's output mean and (population) variance, evaluation mode, as
+/// `[2, C]`. What a federated client sends for REPAIR
+/// ([`fusion_core::Repair`]): of its own model with its weights, of the
+/// merged model in each pass. Errors name a statistic the model has no
+/// norm for.
 pub fn norm_output_moments(
     model: &ParamSet,
     names: &[String],
