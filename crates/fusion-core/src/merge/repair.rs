@@ -87,7 +87,7 @@ impl Strategy for Repair {
         {
             return Ok(inner);
         }
-        let targets = Targets::new(&norms);
+        let targets = Targets::default();
         Ok(Box::new(Repairing {
             strategy: self,
             norms,
@@ -154,19 +154,12 @@ impl Pooled {
 
 /// Exchange 0's moments, one entry per update the inner strategy took,
 /// in the order it took them (its reports' `index`).
+#[derive(Default)]
 struct Targets {
-    norms: usize,
     clients: Vec<(Vec<Vec<f64>>, f64)>,
 }
 
 impl Targets {
-    fn new(norms: &[StatisticRequest]) -> Self {
-        Self {
-            norms: norms.len(),
-            clients: Vec::new(),
-        }
-    }
-
     /// Pools the clients' moments in the merged model's channel order: a
     /// client the inner strategy permuted has each norm's channels put
     /// where its permutation moved them.
@@ -195,7 +188,7 @@ impl Targets {
             let Some(spec) = resolved.as_ref() else {
                 continue;
             };
-            let mut ordered = Vec::with_capacity(self.norms);
+            let mut ordered = Vec::with_capacity(norms.len());
             for (request, values) in norms.iter().zip(moments) {
                 let tensor = format!("{}.weight", request.layer);
                 let Some(order) = spec.acting_on(&tensor, 0).and_then(|p| report.perms.get(p))
